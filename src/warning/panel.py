@@ -1,0 +1,280 @@
+"""The household x period grid that features and labels are computed on.
+
+A period is a month for monthly records and a calendar year for survey waves
+(``DatasetInfo.period``). Every series is a dense ``(households, periods)``
+array built from one contract table; a period in which a household was not
+observed holds NaN, so that a missing survey wave never reads as zero income.
+
+Features and labels both build on this module; neither imports the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from warning.store import Store
+
+logger = logging.getLogger(__name__)
+
+SPELL_TABLES = ("employment", "registrations")
+
+
+def month_number(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Return months as integers counted from year 0, so that months subtract."""
+    stamps = pd.DatetimeIndex(values)
+    return (stamps.year.to_numpy() * 12 + stamps.month.to_numpy() - 1).astype(np.int64)
+
+
+def month_start(numbers: np.ndarray) -> pd.DatetimeIndex:
+    numbers = np.asarray(numbers, dtype=np.int64)
+    years, months = np.divmod(numbers, 12)
+    return pd.to_datetime({"year": years, "month": months + 1, "day": 1}).astype("datetime64[ms]")
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """How to turn one contract table into a household x period series."""
+
+    table: str
+    value: str
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+class Panel:
+    """Households, the period grid, monitoring lines and observed cells of one store.
+
+    ``lines`` overrides the store's poverty-lines table, which is how the
+    service scores request histories against the lines the model learned with.
+    """
+
+    def __init__(self, store: Store, lines: pd.DataFrame | None = None, last_month: int | None = None):
+        self.store = store
+        self.period_months = store.info.period_months
+        households = store.table("households").drop_duplicates("household_id").reset_index(drop=True)
+        if households.empty:
+            raise ValueError(f"store {store.folder} has no households")
+        self.households = households
+        self.household_ids = households["household_id"].to_numpy()
+        self.members = households["members"].to_numpy(dtype=np.float64)
+        self._index = pd.Index(self.household_ids)
+
+        income = store.table("income")
+        if income.empty:
+            raise ValueError(f"store {store.folder} has no income rows, so there is no period grid")
+        income_months = month_number(income["month"])
+        first = int(income_months.min())
+        last = int(income_months.max()) if last_month is None else int(last_month)
+        if self.period_months == 12:
+            first -= first % 12
+        self.first_month = first
+        self.n_periods = (last - first) // self.period_months + 1
+        self.period_start_months = first + self.period_months * np.arange(self.n_periods)
+        self.observed = self._observed_cells(income, income_months)
+        self.lines = self._line_per_cell(store.table("poverty_lines") if lines is None else lines)
+        self._cache: dict[SeriesSpec, np.ndarray] = {}
+        logger.info(
+            "Built panel of %d households x %d periods of %d month(s) from %s",
+            len(self.household_ids),
+            self.n_periods,
+            self.period_months,
+            store.folder,
+        )
+
+    # Grid helpers.
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.household_ids), self.n_periods
+
+    @property
+    def periods_per_year(self) -> int:
+        return 12 // self.period_months
+
+    def period_of_month(self, months: np.ndarray) -> np.ndarray:
+        return (np.asarray(months, dtype=np.int64) - self.first_month) // self.period_months
+
+    def periods_for_months(self, months: int) -> int:
+        """Return how many periods a window of ``months`` covers, rounded up."""
+        return max(1, -(-int(months) // self.period_months))
+
+    def cutoff_months(self, periods: np.ndarray) -> np.ndarray:
+        """Return the last month of each period, the month a cut-off at that period is dated."""
+        return self.period_start_months[np.asarray(periods)] + self.period_months - 1
+
+    def household_positions(self, ids: pd.Series) -> np.ndarray:
+        """Return each id's row in the grid, or -1 where the household is unknown."""
+        return self._index.get_indexer(ids.to_numpy())
+
+    def _observed_cells(self, income: pd.DataFrame, income_months: np.ndarray) -> np.ndarray:
+        if self.period_months == 1:
+            # Monthly records omit zero-income months, so every month is observed.
+            return np.ones(self.shape, dtype=bool)
+        observed = np.zeros(self.shape, dtype=bool)
+        rows = self.household_positions(income["household_id"])
+        periods = self.period_of_month(income_months)
+        keep = (rows >= 0) & (periods >= 0) & (periods < self.n_periods)
+        observed[rows[keep], periods[keep]] = True
+        return observed
+
+    def _line_per_cell(self, lines: pd.DataFrame) -> np.ndarray:
+        """Return the yearly monitoring line per person for every household and period.
+
+        The line of a household is the row for its urban/rural kind whose
+        region prefix is the longest prefix of its region code; an empty prefix
+        applies everywhere. A year without a line takes the latest earlier one.
+        """
+        if lines.empty:
+            raise ValueError("the poverty_lines table is empty, so no household can be compared with a line")
+        years = (self.period_start_months // 12).astype(np.int64)
+        wanted_years = np.unique(years)
+        prefixes = lines["region_prefix"].fillna("").astype(str).str.strip()
+        kinds = self.households[["region_code", "urban_rural"]].astype(str).drop_duplicates()
+        table: dict[tuple[str, str], np.ndarray] = {}
+        for region_code, urban_rural in kinds.itertuples(index=False):
+            match = (lines["urban_rural"].astype(str) == urban_rural).to_numpy() & np.array(
+                [region_code.startswith(prefix) for prefix in prefixes]
+            )
+            if not match.any():
+                raise ValueError(
+                    f"no poverty line matches region_code {region_code!r} ({urban_rural}); "
+                    "add a poverty_lines row with its prefix or an empty prefix"
+                )
+            candidates = lines.loc[match].assign(prefix_length=prefixes[match].str.len())
+            best = candidates.sort_values(["year", "prefix_length"]).groupby("year").tail(1)
+            by_year = best.set_index("year")["line"].sort_index()
+            values = np.empty(len(wanted_years))
+            for position, year in enumerate(wanted_years):
+                earlier = by_year.loc[:year]
+                if earlier.empty:
+                    raise ValueError(
+                        f"no poverty line for year {year} or earlier for region_code {region_code!r} ({urban_rural})"
+                    )
+                values[position] = float(earlier.iloc[-1])
+            table[(region_code, urban_rural)] = values
+        cell_lines = np.empty(self.shape)
+        year_position = np.searchsorted(wanted_years, years)
+        keys = list(zip(self.households["region_code"].astype(str), self.households["urban_rural"].astype(str)))
+        for row, key in enumerate(keys):
+            cell_lines[row] = table[key][year_position]
+        return cell_lines
+
+    # Series.
+
+    def series(self, spec: SeriesSpec) -> np.ndarray:
+        """Return a float ``(households, periods)`` array, NaN in periods not observed."""
+        if spec not in self._cache:
+            values = self._build_series(spec)
+            values[~self.observed] = np.nan
+            self._cache[spec] = values
+        return self._cache[spec]
+
+    def _filtered(self, spec: SeriesSpec) -> pd.DataFrame:
+        frame = self.store.table(spec.table)
+        for column, allowed in spec.where:
+            if column not in frame.columns:
+                raise KeyError(f"series filter names column {column!r}, which table {spec.table!r} lacks")
+            frame = frame[frame[column].isin(allowed)]
+        return frame
+
+    def _build_series(self, spec: SeriesSpec) -> np.ndarray:
+        frame = self._filtered(spec)
+        if spec.table == "insurance":
+            if spec.value != "enrolled":
+                raise ValueError(f"insurance series take value 'enrolled', got {spec.value!r}")
+            return self._insurance_share(frame)
+        if spec.table in SPELL_TABLES:
+            return self._spell_counts(frame, spec.value)
+        rows = self.household_positions(frame["household_id"])
+        periods = self.period_of_month(month_number(frame["month"]))
+        if spec.value == "rows":
+            weights = np.ones(len(frame))
+        elif spec.value in frame.columns:
+            weights = frame[spec.value].to_numpy(dtype=np.float64, na_value=0.0)
+        else:
+            raise KeyError(f"series value {spec.value!r} is neither 'rows' nor a column of {spec.table!r}")
+        return self._accumulate(rows, periods, weights)
+
+    def _accumulate(self, rows: np.ndarray, periods: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        n_households, n_periods = self.shape
+        keep = (rows >= 0) & (periods >= 0) & (periods < n_periods)
+        flat = rows[keep] * n_periods + periods[keep]
+        totals = np.bincount(flat, weights=weights[keep], minlength=n_households * n_periods)
+        return totals.reshape(n_households, n_periods).astype(np.float64)
+
+    def _spell_counts(self, frame: pd.DataFrame, value: str) -> np.ndarray:
+        rows = self.household_positions(frame["household_id"])
+        start = self.period_of_month(month_number(frame["start_month"]))
+        if value == "starts":
+            return self._accumulate(rows, start, np.ones(len(frame)))
+        if value != "active":
+            raise ValueError(f"spell series take value 'active' or 'starts', got {value!r}")
+        # An open spell (no end month) runs to the end of the grid. A spell's
+        # end only matters for periods it covers, so an end after a cut-off
+        # never changes values at or before that cut-off.
+        end_month = frame["end_month"]
+        end = np.where(
+            end_month.isna().to_numpy(),
+            self.n_periods - 1,
+            self.period_of_month(month_number(end_month.fillna(pd.Timestamp("1970-01-01")))),
+        )
+        n_households, n_periods = self.shape
+        keep = (rows >= 0) & (end >= 0) & (start < n_periods) & (end >= start)
+        start = np.clip(start[keep], 0, n_periods - 1)
+        stop = np.clip(end[keep], 0, n_periods - 1) + 1
+        change = np.zeros((n_households, n_periods + 1))
+        np.add.at(change, (rows[keep], start), 1.0)
+        np.add.at(change, (rows[keep], stop), -1.0)
+        return np.cumsum(change, axis=1)[:, :n_periods]
+
+    def _insurance_share(self, frame: pd.DataFrame) -> np.ndarray:
+        # A yearly enrolment is known from January of that year, when the
+        # contribution is paid, so it applies to every period of the year.
+        enrolled = frame[frame["enrolled"].astype(bool)]
+        persons = enrolled.drop_duplicates(["person_id", "year"])
+        counts = persons.groupby(["household_id", "year"]).size()
+        if counts.empty:
+            return np.zeros(self.shape)
+        rows = self.household_positions(counts.index.get_level_values("household_id").to_series())
+        years = counts.index.get_level_values("year").to_numpy()
+        period_years = self.period_start_months // 12
+        shares = np.zeros(self.shape)
+        for year in np.unique(years):
+            columns = np.flatnonzero(period_years == year)
+            if columns.size == 0:
+                continue
+            mask = (years == year) & (rows >= 0)
+            share = counts.to_numpy()[mask] / self.members[rows[mask]]
+            shares[np.ix_(rows[mask], columns)] = np.minimum(share, 1.0)[:, None]
+        return shares
+
+    # Income against the line.
+
+    def income_per_person_12m(self) -> np.ndarray:
+        """Return trailing 12-month net income per person at every period.
+
+        NaN until a full year of periods is available or where any period of
+        the year was not observed.
+        """
+        income = self.series(SeriesSpec("income", "amount"))
+        window = self.periods_per_year
+        filled = np.nan_to_num(income, nan=0.0)
+        totals = np.cumsum(filled, axis=1)
+        trailing = totals.copy()
+        trailing[:, window:] -= totals[:, :-window]
+        observed = np.cumsum(self.observed, axis=1)
+        observed_in_window = observed.copy()
+        observed_in_window[:, window:] -= observed[:, :-window]
+        trailing[observed_in_window < window] = np.nan
+        trailing[:, : window - 1] = np.nan
+        return trailing / self.members[:, None]
+
+    def below_line(self) -> np.ndarray:
+        """Return 1.0 where trailing income per person is under the line, 0.0 above, NaN unknown."""
+        income = self.income_per_person_12m()
+        below = (income < self.lines).astype(np.float64)
+        below[np.isnan(income)] = np.nan
+        return below

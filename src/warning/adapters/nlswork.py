@@ -1,6 +1,6 @@
 """Convert the NLS Young Women panel (``nlswork``) into a contract dataset folder.
 
-The rules live in ``nlswork.yaml`` next to this module; the code applies them
+The rules live in ``nlswork.yaml`` next to this module. The code applies them
 and decides nothing on its own. Each woman becomes a one-person household with
 a hashed id. Each wave with a wage, weekly hours and weeks worked becomes one
 annual ``wage`` income row, and waves missing any of them get no income row, so
@@ -373,7 +373,7 @@ def read_nlswork(csv_path: Path, mapping: NlsworkMapping) -> pd.DataFrame:
             raise _invalid(csv_path, column, index, raw.at[index, column], "a number or an empty cell")
         frame[column] = values.astype("float64")
 
-    _check_values(frame, csv_path, mapping)
+    _check_values(frame, raw, csv_path, mapping)
     id_column = mapping.source.id_column
     year_column = mapping.source.year_column
     frame[id_column] = frame[id_column].astype("int64")
@@ -391,11 +391,13 @@ def read_nlswork(csv_path: Path, mapping: NlsworkMapping) -> pd.DataFrame:
     return frame
 
 
-def _check_values(frame: pd.DataFrame, csv_path: Path, mapping: NlsworkMapping) -> None:
+def _check_values(frame: pd.DataFrame, raw: pd.DataFrame, csv_path: Path, mapping: NlsworkMapping) -> None:
+    """Raise on the first value outside its range, quoting the text of the CSV cell."""
+
     def first_bad(column: str, bad: pd.Series, expected: str) -> None:
         if bad.any():
             index = int(bad.idxmax())
-            raise _invalid(csv_path, column, index, frame.at[index, column], expected)
+            raise _invalid(csv_path, column, index, raw.at[index, column], expected)
 
     for column in (mapping.source.id_column, mapping.source.year_column):
         values = frame[column]
@@ -425,7 +427,7 @@ def hash_ids(ids: pd.Series, identity: IdentityMapping) -> pd.Series:
         for value in ids.unique()
     }
     if len(set(hashed.values())) != len(hashed):
-        raise ValueError(f"hashed ids collide at hex_length {identity.hex_length}; raise identity.hex_length")
+        raise ValueError(f"hashed ids collide at hex_length {identity.hex_length}. Increase identity.hex_length.")
     return ids.map(hashed).astype("string")
 
 
@@ -464,16 +466,16 @@ def build_households(
         if lacking.any():
             dropped[f"persons dropped: {coded.column} missing in every wave"] = int(lacking.sum())
             keep &= ~lacking
-    kept = persons[keep.to_numpy()]
+    kept_persons = persons[keep.to_numpy()]
     if dropped:
         logger.warning("Dropped persons without household codes: %s", dropped)
 
     households = pd.DataFrame(
         {
-            "household_id": pd.array(kept, dtype="string"),
-            "region_code": pd.array(region.reindex(kept), dtype="string"),
-            "township_code": pd.array([pd.NA] * len(kept), dtype="string"),
-            "urban_rural": pd.array(urban_rural.reindex(kept), dtype="string"),
+            "household_id": pd.array(kept_persons, dtype="string"),
+            "region_code": pd.array(region.reindex(kept_persons), dtype="string"),
+            "township_code": pd.array([pd.NA] * len(kept_persons), dtype="string"),
+            "urban_rural": pd.array(urban_rural.reindex(kept_persons), dtype="string"),
             "members": rules.members,
             "labour_capable": rules.labour_capable,
             "disabled": rules.disabled,
@@ -481,12 +483,12 @@ def build_households(
             "children_in_school": rules.children_in_school,
         }
     )
-    remaining = waves.loc[waves["person_id"].isin(kept)].copy()
+    remaining = waves.loc[waves["person_id"].isin(kept_persons)].copy()
     return remaining, households, dropped
 
 
 def add_annual_weeks(waves: pd.DataFrame, mapping: NlsworkMapping) -> pd.DataFrame:
-    """Add ``weeks_worked_year`` and ``weeks_unemployed_year`` rescaled to one year as the mapping says."""
+    """Add ``weeks_worked_year`` and ``weeks_unemployed_year``, rescaled to one year by the ``weeks`` rules."""
     rules = mapping.weeks
     worked = waves[mapping.income.weeks_worked]
     unemployed = waves[mapping.employment.unemployed.weeks_column]
@@ -510,7 +512,7 @@ def add_annual_weeks(waves: pd.DataFrame, mapping: NlsworkMapping) -> pd.DataFra
 def _months(years: pd.Series, months: pd.Series | int) -> pd.Series:
     if isinstance(months, int):
         months = pd.Series(months, index=years.index)
-    return years.astype("int64").astype(str) + "-" + months.astype("int64").map("{:02d}".format)
+    return years.astype("int64").astype(str) + "-" + months.astype("int64").astype(str).str.zfill(2)
 
 
 def build_income(waves: pd.DataFrame, mapping: NlsworkMapping) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -551,9 +553,17 @@ def _spell_months(weeks: pd.Series, weeks_per_month: float) -> pd.Series:
     return np.floor(weeks / weeks_per_month + 0.5).clip(1, 12).astype("int64")
 
 
+def _code_text(code: float) -> object:
+    if pd.isna(code):
+        return pd.NA
+    if float(code).is_integer():
+        return str(int(code))
+    return str(code)
+
+
 def _sector_text(codes: pd.Series) -> pd.Series:
-    text = codes.map(lambda code: pd.NA if pd.isna(code) else (str(int(code)) if float(code).is_integer() else str(code)))
-    return text.astype("string")
+    """Return industry codes as text, ``11`` rather than ``11.0``."""
+    return codes.map(_code_text).astype("string")
 
 
 def build_employment(waves: pd.DataFrame, mapping: NlsworkMapping) -> pd.DataFrame:

@@ -1,0 +1,145 @@
+"""A trained model bundle: what scoring and serving need, in one folder.
+
+Training writes a bundle for every run and logs it to MLflow; scoring and the
+API load the champion's. A bundle holds, per target, a LightGBM booster and the
+calibrator of its probabilities, plus the feature list, the cause group of each
+feature, the measures of each cause group, the poverty lines the model was
+trained with and the dataset's period.
+
+Folder layout::
+
+    bundle.json             version, targets, features, cause groups, measures, period
+    <target>.lgb.txt        LightGBM model text
+    <target>.calibrator.json  isotonic calibration knots (x, y), or absent
+    poverty_lines.parquet   the lines table used for training
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Calibrator:
+    """A monotone map from raw model probability to calibrated probability.
+
+    Stored as the knots of an isotonic regression and applied by linear
+    interpolation, so that a bundle needs no pickled scikit-learn objects.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        return np.interp(raw, self.x, self.y)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"x": self.x.tolist(), "y": self.y.tolist()}
+
+    @classmethod
+    def from_json(cls, body: dict[str, list[float]]) -> Calibrator:
+        return cls(x=np.asarray(body["x"], dtype=np.float64), y=np.asarray(body["y"], dtype=np.float64))
+
+
+@dataclass
+class TargetModel:
+    """The booster and calibrator of one target (relapse or new poverty)."""
+
+    target: str
+    booster: lgb.Booster
+    calibrator: Calibrator | None = None
+
+    def raw_probability(self, features: np.ndarray) -> np.ndarray:
+        return self.booster.predict(features, num_threads=1)
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        raw = self.raw_probability(features)
+        return raw if self.calibrator is None else self.calibrator.apply(raw)
+
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """Return TreeSHAP contributions in log-odds, one column per feature plus the bias last."""
+        return self.booster.predict(features, pred_contrib=True, num_threads=1)
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to score and explain households without the training data."""
+
+    version: str
+    feature_names: list[str]
+    cause_group_of: dict[str, str]
+    measures: dict[str, list[str]]
+    models: dict[str, TargetModel]
+    lines: pd.DataFrame
+    period: str = "month"
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.models)
+
+    def feature_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Return the model inputs of a feature frame in training order."""
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if missing:
+            raise KeyError(f"feature frame lacks {missing}; the catalogue changed since this model was trained")
+        return frame[self.feature_names].to_numpy(dtype=np.float64)
+
+    def save(self, folder: Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for target, model in self.models.items():
+            model.booster.save_model(str(folder / f"{target}.lgb.txt"))
+            calibrator_path = folder / f"{target}.calibrator.json"
+            if model.calibrator is not None:
+                calibrator_path.write_text(json.dumps(model.calibrator.to_json()))
+            elif calibrator_path.exists():
+                calibrator_path.unlink()
+        self.lines.to_parquet(folder / "poverty_lines.parquet", index=False)
+        body = {
+            "version": self.version,
+            "targets": self.targets,
+            "feature_names": self.feature_names,
+            "cause_group_of": self.cause_group_of,
+            "measures": self.measures,
+            "period": self.period,
+            "metrics": self.metrics,
+        }
+        (folder / "bundle.json").write_text(json.dumps(body, indent=2, ensure_ascii=False))
+        logger.info("Saved model bundle %s with targets %s to %s", self.version, self.targets, folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelBundle:
+        folder = Path(folder)
+        manifest = folder / "bundle.json"
+        if not manifest.exists():
+            raise FileNotFoundError(f"{manifest} not found; train a model first with `povwarn train`")
+        body = json.loads(manifest.read_text())
+        models = {}
+        for target in body["targets"]:
+            booster = lgb.Booster(model_file=str(folder / f"{target}.lgb.txt"))
+            calibrator_path = folder / f"{target}.calibrator.json"
+            calibrator = Calibrator.from_json(json.loads(calibrator_path.read_text())) if calibrator_path.exists() else None
+            models[target] = TargetModel(target=target, booster=booster, calibrator=calibrator)
+        bundle = cls(
+            version=body["version"],
+            feature_names=body["feature_names"],
+            cause_group_of=body["cause_group_of"],
+            measures=body["measures"],
+            models=models,
+            lines=pd.read_parquet(folder / "poverty_lines.parquet"),
+            period=body.get("period", "month"),
+            metrics=body.get("metrics", {}),
+        )
+        logger.info("Loaded model bundle %s from %s", bundle.version, folder)
+        return bundle

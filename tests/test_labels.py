@@ -98,3 +98,14 @@ def test_line_is_per_person(members, at_risk):
     labels = build_labels(Panel(store), np.array([0, 11]), horizon_months=12)
     assert np.isnan(labels["new_poverty"].iloc[0])  # no full year of income at the first month
     assert labels["new_poverty"].notna().iloc[1] == at_risk
+
+
+def test_yearly_label_is_outcome_at_next_wave():
+    # Below the line in 2023 but back above in 2024: the next wave (2023) decides.
+    store = _store({"a": [7000.0, 3000.0, 7000.0]}, period="year")
+    store.tables["income"]["month"] = pd.to_datetime(["2021-07-01", "2023-07-01", "2024-07-01"]).astype("datetime64[ms]")
+    store.tables["poverty_lines"] = pd.DataFrame(
+        {"year": [2021], "region_prefix": [None], "urban_rural": ["rural"], "line": [6000.0]}
+    )
+    labels = build_labels(Panel(store), np.array([0]), horizon_months=36)
+    assert labels["new_poverty"].tolist() == [1.0]

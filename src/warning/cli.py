@@ -164,6 +164,10 @@ def real(
     """Run the whole pipeline on the real NLS Young Women panel (1968-88)."""
     from warning.adapters.nlswork import convert_nlswork, default_nlswork_path
 
+    # Survey waves are one or two years apart: predict the next wave within two
+    # years, from cut-offs one year apart. Environment variables still win.
+    os.environ.setdefault("POVWARN_HORIZON_MONTHS", "24")
+    os.environ.setdefault("POVWARN_CUTOFF_STEP_MONTHS", "12")
     settings = _settings(work_dir or Path("out/nlswork"))
     path = csv or default_nlswork_path()
     if path is None or not Path(path).exists():

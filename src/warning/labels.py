@@ -7,11 +7,13 @@ person is at or above the line. It then belongs to one target:
   before the cut-off month;
 - ``new_poverty``: it never had one.
 
-The label is 1 if trailing income per person falls below that period's line in
-any observed period after the cut-off and within the horizon, 0 if it stays at
-or above in all of them, and missing when the household is not at risk, when
-the horizon runs past the data (monthly data), or when no period of the
-horizon was observed (survey waves).
+With monthly data the label is 1 if trailing income per person falls below
+that month's line in any month after the cut-off and within the horizon, and
+0 if it stays at or above in all of them. With survey waves it is the outcome
+at the next observed wave within the horizon, because waves one or two years
+apart are single snapshots. The label is missing when the household is not at
+risk, when the horizon runs past the data (monthly data), or when no wave of
+the horizon was observed (survey waves).
 """
 
 from __future__ import annotations
@@ -57,8 +59,13 @@ def build_labels(panel: Panel, cutoffs: np.ndarray, horizon_months: int) -> pd.D
         window = below[:, cutoff + 1 : cutoff + 1 + horizon]
         if window.shape[1] == 0 or (panel.period_months == 1 and window.shape[1] < horizon):
             continue
-        any_observed = ~np.isnan(window).all(axis=1)
-        outcome = (np.nan_to_num(window, nan=0.0) > 0).any(axis=1)
+        observed = ~np.isnan(window)
+        any_observed = observed.any(axis=1)
+        if panel.period_months == 1:
+            outcome = (np.nan_to_num(window, nan=0.0) > 0).any(axis=1)
+        else:
+            next_wave = observed.argmax(axis=1)
+            outcome = window[np.arange(n_households), next_wave] > 0
         fell[any_observed, position] = outcome[any_observed]
 
     at_risk = below[:, cutoffs] == 0.0

@@ -76,6 +76,8 @@ class Panel:
         self.observed = self._observed_cells(income, income_months)
         self.lines = self._line_per_cell(store.table("poverty_lines") if lines is None else lines)
         self._cache: dict[SeriesSpec, np.ndarray] = {}
+        self._rows_cache: dict[str, np.ndarray] = {}
+        self._periods_cache: dict[tuple[str, str], np.ndarray] = {}
         logger.info(
             "Built panel of %d households x %d periods of %d month(s) from %s",
             len(self.household_ids),
@@ -165,35 +167,74 @@ class Panel:
     # Series.
 
     def series(self, spec: SeriesSpec) -> np.ndarray:
-        """Return a float ``(households, periods)`` array, NaN in periods not observed."""
+        """Return a float ``(households, periods)`` array, NaN in periods not observed.
+
+        A table the dataset does not have gives NaN everywhere: a survey without
+        medical records says nothing about medical costs, which is not zero.
+        """
         if spec not in self._cache:
-            values = self._build_series(spec)
+            if spec.table in self.store.tables:
+                values = self._build_series(spec)
+            else:
+                values = np.full(self.shape, np.nan)
             values[~self.observed] = np.nan
             self._cache[spec] = values
         return self._cache[spec]
 
-    def _filtered(self, spec: SeriesSpec) -> pd.DataFrame:
+    def _table_rows(self, table: str) -> np.ndarray:
+        """Return the grid row of every record of a table, computed once per table."""
+        if table not in self._rows_cache:
+            self._rows_cache[table] = self.household_positions(self.store.table(table)["household_id"])
+        return self._rows_cache[table]
+
+    def _table_periods(self, table: str, column: str) -> np.ndarray:
+        """Return the grid period of a month column of a table, computed once per column."""
+        key = (table, column)
+        if key not in self._periods_cache:
+            frame = self.store.table(table)
+            months = frame[column]
+            numbers = np.full(len(frame), -(10**9), dtype=np.int64)
+            present = months.notna().to_numpy()
+            numbers[present] = month_number(months[present])
+            periods = self.period_of_month(numbers)
+            periods[~present] = -1
+            self._periods_cache[key] = periods
+        return self._periods_cache[key]
+
+    def _selection(self, spec: SeriesSpec) -> np.ndarray:
         frame = self.store.table(spec.table)
+        selected = np.ones(len(frame), dtype=bool)
         for column, allowed in spec.where:
             if column not in frame.columns:
                 raise KeyError(f"series filter names column {column!r}, which table {spec.table!r} lacks")
-            frame = frame[frame[column].isin(allowed)]
-        return frame
+            selected &= frame[column].isin(allowed).to_numpy()
+        return selected
 
     def _build_series(self, spec: SeriesSpec) -> np.ndarray:
-        frame = self._filtered(spec)
         if spec.table == "insurance":
             if spec.value != "enrolled":
                 raise ValueError(f"insurance series take value 'enrolled', got {spec.value!r}")
-            return self._insurance_share(frame)
+            frame = self.store.table(spec.table)
+            return self._insurance_share(frame[self._selection(spec)])
+        selected = self._selection(spec)
+        rows = self._table_rows(spec.table)[selected]
         if spec.table in SPELL_TABLES:
-            return self._spell_counts(frame, spec.value)
-        rows = self.household_positions(frame["household_id"])
-        periods = self.period_of_month(month_number(frame["month"]))
+            start = self._table_periods(spec.table, "start_month")[selected]
+            if spec.value == "starts":
+                return self._accumulate(rows, start, np.ones(len(rows)))
+            if spec.value != "active":
+                raise ValueError(f"spell series take value 'active' or 'starts', got {spec.value!r}")
+            end_month = self.store.table(spec.table)["end_month"][selected]
+            end = self._table_periods(spec.table, "end_month")[selected]
+            # An open spell (no end month) runs to the end of the grid.
+            end = np.where(end_month.isna().to_numpy(), self.n_periods - 1, end)
+            return self._spell_counts(rows, start, end)
+        periods = self._table_periods(spec.table, "month")[selected]
+        frame = self.store.table(spec.table)
         if spec.value == "rows":
-            weights = np.ones(len(frame))
+            weights = np.ones(len(rows))
         elif spec.value in frame.columns:
-            weights = frame[spec.value].to_numpy(dtype=np.float64, na_value=0.0)
+            weights = frame[spec.value].to_numpy(dtype=np.float64, na_value=0.0)[selected]
         else:
             raise KeyError(f"series value {spec.value!r} is neither 'rows' nor a column of {spec.table!r}")
         return self._accumulate(rows, periods, weights)
@@ -205,30 +246,20 @@ class Panel:
         totals = np.bincount(flat, weights=weights[keep], minlength=n_households * n_periods)
         return totals.reshape(n_households, n_periods).astype(np.float64)
 
-    def _spell_counts(self, frame: pd.DataFrame, value: str) -> np.ndarray:
-        rows = self.household_positions(frame["household_id"])
-        start = self.period_of_month(month_number(frame["start_month"]))
-        if value == "starts":
-            return self._accumulate(rows, start, np.ones(len(frame)))
-        if value != "active":
-            raise ValueError(f"spell series take value 'active' or 'starts', got {value!r}")
-        # An open spell (no end month) runs to the end of the grid. A spell's
-        # end only matters for periods it covers, so an end after a cut-off
-        # never changes values at or before that cut-off.
-        end_month = frame["end_month"]
-        end = np.where(
-            end_month.isna().to_numpy(),
-            self.n_periods - 1,
-            self.period_of_month(month_number(end_month.fillna(pd.Timestamp("1970-01-01")))),
-        )
+    def _spell_counts(self, rows: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Count the spells open in each period.
+
+        A spell's end only matters for periods it covers, so an end after a
+        cut-off never changes values at or before that cut-off.
+        """
         n_households, n_periods = self.shape
         keep = (rows >= 0) & (end >= 0) & (start < n_periods) & (end >= start)
-        start = np.clip(start[keep], 0, n_periods - 1)
+        first = np.clip(start[keep], 0, n_periods - 1)
         stop = np.clip(end[keep], 0, n_periods - 1) + 1
-        change = np.zeros((n_households, n_periods + 1))
-        np.add.at(change, (rows[keep], start), 1.0)
-        np.add.at(change, (rows[keep], stop), -1.0)
-        return np.cumsum(change, axis=1)[:, :n_periods]
+        change = np.zeros(n_households * (n_periods + 1))
+        change += np.bincount(rows[keep] * (n_periods + 1) + first, minlength=change.size)
+        change -= np.bincount(rows[keep] * (n_periods + 1) + stop, minlength=change.size)
+        return np.cumsum(change.reshape(n_households, n_periods + 1), axis=1)[:, :n_periods]
 
     def _insurance_share(self, frame: pd.DataFrame) -> np.ndarray:
         # A yearly enrolment is known from January of that year, when the

@@ -43,12 +43,19 @@ class _Aggregator:
         self.panel = panel
         self.cutoffs = cutoffs
         self.observed = panel.observed.astype(np.float64)
+        self._observed_counts: dict[tuple[int, bytes], np.ndarray] = {}
+
+    def observed_count(self, window: int, ends: np.ndarray) -> np.ndarray:
+        key = (window, ends.tobytes())
+        if key not in self._observed_counts:
+            self._observed_counts[key] = _window_totals(self.observed, ends, window)
+        return self._observed_counts[key]
 
     def window_sum_and_count(
         self, values: np.ndarray, window: int, ends: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         ends = self.cutoffs if ends is None else ends
-        counts = _window_totals(self.observed, ends, window)
+        counts = self.observed_count(window, ends)
         totals = _window_totals(np.nan_to_num(values, nan=0.0), ends, window)
         totals[counts == 0] = np.nan
         return totals, counts
@@ -60,7 +67,9 @@ class _Aggregator:
     def std(self, values: np.ndarray, window: int) -> np.ndarray:
         mean = self.mean(values, window)
         squares = self.mean(np.square(values), window)
-        return np.sqrt(np.maximum(squares - np.square(mean), 0.0))
+        spread = np.sqrt(np.maximum(squares - np.square(mean), 0.0))
+        spread[self.observed_count(window, self.cutoffs) < 2] = np.nan
+        return spread
 
     def max(self, values: np.ndarray, window: int) -> np.ndarray:
         result = np.full((values.shape[0], len(self.cutoffs)), -np.inf)
@@ -119,7 +128,7 @@ def _feature_values(feature: FeatureSpec, catalogue: Catalogue, aggregator: _Agg
         result = aggregator.max(values, window)
     elif kind == "count_nonzero":
         nonzero = np.where(np.isnan(values), np.nan, (values != 0).astype(np.float64))
-        result = aggregator.window_sum_and_count(nonzero, window)[0]
+        result = aggregator.window_sum_and_count(nonzero, window)[0] * panel.period_months
     elif kind == "last":
         result = values[:, cutoffs]
     elif kind == "drop":
@@ -132,7 +141,7 @@ def _feature_values(feature: FeatureSpec, catalogue: Catalogue, aggregator: _Agg
     elif kind == "below_line":
         below = aggregator.annualised_per_person(values) < panel.lines
         below = np.where(np.isnan(values), np.nan, below.astype(np.float64))
-        result = aggregator.window_sum_and_count(below, window)[0]
+        result = aggregator.window_sum_and_count(below, window)[0] * panel.period_months
     elif kind == "to_line":
         mean = aggregator.annualised_per_person(aggregator.mean(values, window))
         result = mean / panel.lines[:, cutoffs]

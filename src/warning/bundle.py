@@ -8,7 +8,8 @@ trained with and the dataset's period.
 
 Folder layout::
 
-    bundle.json             version, targets, features, cause groups, measures, period
+    bundle.json             version, targets, features, cause groups, measures, labels,
+                            period, metrics, training provenance
     <target>.lgb.txt        LightGBM model text
     <target>.calibrator.json  isotonic calibration knots (x, y), or absent
     poverty_lines.parquet   the lines table used for training
@@ -19,13 +20,23 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+import shutil
+import uuid
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from warning.settings import Settings
+
 logger = logging.getLogger(__name__)
+
+# Name of the folder under ``<work_dir>/models`` that the service loads, and of
+# the MLflow Model Registry alias set on the registered versions it contains.
+CHAMPION = "champion"
+# The cause group that features without a specific cause count toward.
+OTHER_GROUP = "other"
 
 
 @dataclass
@@ -65,9 +76,9 @@ class TargetModel:
         raw = self.raw_probability(features)
         return raw if self.calibrator is None else self.calibrator.apply(raw)
 
-    def contributions(self, features: np.ndarray) -> np.ndarray:
+    def contributions(self, features: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Return TreeSHAP contributions in log-odds, one column per feature plus the bias last."""
-        return self.booster.predict(features, pred_contrib=True, num_threads=1)
+        return self.booster.predict(features, pred_contrib=True, num_threads=num_threads)
 
 
 @dataclass
@@ -82,6 +93,10 @@ class ModelBundle:
     lines: pd.DataFrame
     period: str = "month"
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Display label of each cause group, e.g. "illness" -> "Illness".
+    cause_labels: dict[str, str] = field(default_factory=dict)
+    # How the bundle was made: MLflow run id, data fingerprint, cut-offs and rows per block.
+    training: dict[str, object] = field(default_factory=dict)
 
     @property
     def targets(self) -> list[str]:
@@ -113,6 +128,8 @@ class ModelBundle:
             "measures": self.measures,
             "period": self.period,
             "metrics": self.metrics,
+            "cause_labels": self.cause_labels,
+            "training": self.training,
         }
         (folder / "bundle.json").write_text(json.dumps(body, indent=2, ensure_ascii=False))
         logger.info("Saved model bundle %s with targets %s to %s", self.version, self.targets, folder)
@@ -140,6 +157,43 @@ class ModelBundle:
             lines=pd.read_parquet(folder / "poverty_lines.parquet"),
             period=body.get("period", "month"),
             metrics=body.get("metrics", {}),
+            cause_labels=body.get("cause_labels", {}),
+            training=body.get("training", {}),
         )
         logger.info("Loaded model bundle %s from %s", bundle.version, folder)
         return bundle
+
+
+def models_dir(settings: Settings) -> Path:
+    """Return the folder that contains one bundle folder per trained version plus ``champion``."""
+    return Path(settings.work_dir) / "models"
+
+
+def champion_path(settings: Settings) -> Path:
+    return models_dir(settings) / CHAMPION
+
+
+def load_champion(settings: Settings) -> ModelBundle:
+    """Load the bundle the service scores with, from ``<work_dir>/models/champion``."""
+    return ModelBundle.load(champion_path(settings))
+
+
+def publish_champion(bundle_folder: Path, settings: Settings) -> Path:
+    """Copy a saved bundle folder to ``<work_dir>/models/champion``, replacing the previous champion.
+
+    The copy is made next to the target and then renamed into place, so a
+    reader sees either the old or the new champion complete. Between the two
+    renames the folder is briefly absent.
+    """
+    target = champion_path(settings)
+    staging = target.with_name(f".{CHAMPION}-{uuid.uuid4().hex}")
+    shutil.copytree(bundle_folder, staging)
+    retired = None
+    if target.exists():
+        retired = target.with_name(f".{CHAMPION}-retired-{uuid.uuid4().hex}")
+        target.rename(retired)
+    staging.rename(target)
+    if retired is not None:
+        shutil.rmtree(retired)
+    logger.info("Published bundle %s as the champion at %s", bundle_folder, target)
+    return target

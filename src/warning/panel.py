@@ -78,7 +78,7 @@ class Panel:
         self._cache: dict[SeriesSpec, np.ndarray] = {}
         self._rows_cache: dict[str, np.ndarray] = {}
         self._periods_cache: dict[tuple[str, str], np.ndarray] = {}
-        logger.info(
+        logger.debug(
             "Built panel of %d households x %d periods of %d month(s) from %s",
             len(self.household_ids),
             self.n_periods,

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     work_dir: Path = Field(Path("out"), description="folder for simulated data, stores and reports")
     catalogue_path: Path = Field(PROJECT_ROOT / "features" / "catalogue.yaml")
     cause_groups_path: Path = Field(PROJECT_ROOT / "features" / "cause_groups.yaml")
-    mlflow_tracking_uri: str = Field(f"file:{PROJECT_ROOT / 'mlruns'}")
+    # MLflow 3 no longer accepts a plain folder as tracking store, so runs go to
+    # SQLite inside mlruns/ and artifacts beside it.
+    mlflow_tracking_uri: str = Field(f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}")
+    registered_model_prefix: str = Field("poverty-warning", description="registry name prefix; the target is appended")
     mlflow_experiment: str = "poverty-early-warning"
     database_url: str = Field("", description="SQLAlchemy URL of the score store; empty means SQLite in work_dir")
 
@@ -52,6 +55,10 @@ class Settings(BaseSettings):
     num_leaves: int = Field(31, ge=2)
     learning_rate: float = Field(0.05, gt=0)
     num_threads: int = Field(2, ge=1)
+    min_train_positives: int = Field(20, ge=1, description="a target with fewer positive training labels is skipped")
+    review_share: float = Field(
+        0.05, gt=0, lt=1, description="share of the riskiest households staff can visit, for recall and precision"
+    )
 
     # Risk bands: a probability at or above a threshold gets that band.
     band_thresholds: dict[str, float] = Field(default_factory=lambda: {"high": 0.5, "medium": 0.2, "low": 0.0})

@@ -203,7 +203,7 @@ def build_features(panel: Panel, catalogue: Catalogue, cutoffs: np.ndarray) -> p
     )
     observed = panel.observed[:, cutoffs].ravel(order="F")
     frame = frame.loc[observed].reset_index(drop=True)
-    logger.info(
+    logger.debug(
         "Computed %d features for %d household-cut-offs at %d cut-offs (%s to %s)",
         len(catalogue.features),
         len(frame),

@@ -1,0 +1,144 @@
+"""The FastAPI application: predict, scores, health and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import warning
+from warning.api.deps import StateDep, load_service_state
+from warning.api.middleware import RequestContextMiddleware, RequestMetrics, request_id_of
+from warning.api.predict import build_predict_router
+from warning.api.schemas import Health
+from warning.api.scores import router as scores_router
+from warning.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Risk of relapse into poverty and of new poverty for urban and rural households.
+
+`POST /v1/predict` scores household histories sent in the request; `GET /v1/scores`
+pages through the batch scores written by `povwarn score`. A score supports the
+decision of the staff who visit a household and never makes it.
+"""
+
+
+def _describe_errors(errors: object) -> str:
+    if not isinstance(errors, list):
+        return str(errors)
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{location}: {error.get('msg')}")
+    more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+async def _log_validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    logger.warning(
+        "Request %s %s %s rejected with 422: %s",
+        request_id_of(request.scope),
+        request.method,
+        request.url.path,
+        _describe_errors(error.errors()),
+    )
+    return await request_validation_exception_handler(request, error)
+
+
+async def _log_http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code >= 500:
+        logger.error(
+            "Request %s %s %s failed with %d: %s",
+            request_id_of(request.scope),
+            request.method,
+            request.url.path,
+            error.status_code,
+            error.detail,
+        )
+    return await http_exception_handler(request, error)
+
+
+async def _log_unexpected_error(request: Request, error: Exception) -> Response:
+    request_id = request_id_of(request.scope)
+    logger.exception("Request %s %s %s failed: %s", request_id, request.method, request.url.path, error)
+    return JSONResponse(
+        status_code=500,
+        content={
+            "detail": f"internal error; quote request id {request_id} when reporting it",
+            "request_id": request_id,
+        },
+    )
+
+
+def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
+    @app.get("/health", response_model=Health, tags=["system"], summary="Report model and database status")
+    def health(state: StateDep) -> Health:
+        """Report whether a model is loaded and the score database is reachable."""
+        bundle = state.bundle
+        reachable = state.database_reachable()
+        return Health(
+            status="ok" if bundle is not None and reachable else "degraded",
+            model_loaded=bundle is not None,
+            model_version=None if bundle is None else bundle.version,
+            targets=[] if bundle is None else bundle.targets,
+            model_error=None if state.bundle_error is None else f"{state.bundle_error}; run povwarn train",
+            database_url=state.database_url,
+            database_reachable=reachable,
+        )
+
+    @app.get("/metrics", tags=["system"], include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Create the API. The champion bundle is loaded at start-up, once per process."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = load_service_state(settings)
+        app.state.service = state
+        try:
+            yield
+        finally:
+            state.engine.dispose()
+            logger.info("Service stopped; closed the connections to %s", state.database_url)
+
+    app = FastAPI(
+        title="Poverty early warning",
+        version=warning.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    metrics = RequestMetrics()
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _log_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _log_http_error)
+    app.add_exception_handler(Exception, _log_unexpected_error)
+    app.include_router(build_predict_router(settings.max_households_per_request))
+    app.include_router(scores_router)
+    _add_system_routes(app, metrics)
+    return app
+
+
+def export_openapi(path: Path, settings: Settings | None = None) -> Path:
+    """Write the API's OpenAPI document as indented JSON and return its path."""
+    path = Path(path)
+    document = create_app(settings).openapi()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    logger.info("Wrote the OpenAPI document to %s", path)
+    return path

@@ -1,0 +1,81 @@
+"""Request ids and Prometheus metrics for every HTTP request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+# A client's request id is kept only if it is short and plain, so logs stay parseable.
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNMATCHED_ROUTE = "unmatched"
+
+
+class RequestMetrics:
+    """Request counters and latency histograms, in a registry of their own per app."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "povwarn_http_requests",
+            "HTTP requests by method, route template and status code",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "povwarn_http_request_duration_seconds",
+            "HTTP request latency in seconds by method and route template",
+            ["method", "route"],
+            registry=self.registry,
+        )
+
+
+def request_id_of(scope: Scope) -> str:
+    return str(scope.get("state", {}).get("request_id", "-"))
+
+
+class RequestContextMiddleware:
+    """Give each request an id (the client's ``X-Request-ID`` or a new one) and record its metrics.
+
+    Metrics are labelled by route template (``/v1/scores``), not by raw path,
+    so that label values stay few.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        offered = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = offered if VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                header = (REQUEST_ID_HEADER.encode(), request_id.encode())
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", UNMATCHED_ROUTE)
+            method = scope.get("method", "-")
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,197 @@
+"""Request and response bodies of the HTTP API.
+
+The row models of a household history are generated from the data contract
+(``warning.contract.TABLES``), so the API accepts exactly the columns,
+categories and minimum values that ingest accepts. Months are ``YYYY-MM``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from warning.contract import TABLES, Column
+from warning.labels import TARGETS
+
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+REGION_CODE_PATTERN = r"^[0-9]{6}$"
+# The tables that hold a household's history, keyed by household_id.
+HISTORY_TABLES = tuple(
+    name for name, table in TABLES.items() if name != "households" and "household_id" in table.column_names
+)
+
+Target = Literal[TARGETS]  # type: ignore[valid-type]
+
+
+def _annotation(column: Column) -> Any:
+    if column.kind == "category":
+        return Literal[column.categories]  # type: ignore[valid-type]
+    if column.kind == "month":
+        return Annotated[str, StringConstraints(pattern=MONTH_PATTERN)]
+    if column.kind == "region":
+        return Annotated[str, StringConstraints(pattern=REGION_CODE_PATTERN)]
+    if column.kind == "id":
+        return Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    if column.kind == "text":
+        return Annotated[str, StringConstraints(max_length=256)]
+    if column.kind in ("int", "year"):
+        return int
+    if column.kind == "float":
+        return float
+    if column.kind == "bool":
+        return bool
+    raise ValueError(f"contract column {column.name!r} has kind {column.kind!r}, which the API cannot map")
+
+
+def _field(column: Column) -> tuple[Any, Any]:
+    annotation = _annotation(column)
+    constraints: dict[str, Any] = {"description": column.description or None}
+    if column.min_value is not None:
+        constraints["ge"] = column.min_value
+    if column.kind == "float":
+        constraints["allow_inf_nan"] = False
+    if column.nullable:
+        return annotation | None, Field(None, **constraints)
+    return annotation, Field(..., **constraints)
+
+
+def _model_name(table_name: str) -> str:
+    singular = {
+        "events": "event",
+        "medical_claims": "medical_claim",
+        "registrations": "registration",
+        "households": "household",
+    }
+    return "".join(part.capitalize() for part in singular.get(table_name, table_name).split("_")) + "Row"
+
+
+def row_model(table_name: str, exclude: tuple[str, ...] = ()) -> type[BaseModel]:
+    """Generate the pydantic model of one contract table's rows, without the ``exclude`` columns."""
+    table = TABLES[table_name]
+    fields = {column.name: _field(column) for column in table.columns if column.name not in exclude}
+    model = create_model(  # type: ignore[call-overload]
+        _model_name(table_name),
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"One row of the {table_name} table ({table.grain}).",
+        **fields,
+    )
+    return model
+
+
+HouseholdRow = row_model("households")
+HISTORY_ROW_MODELS: dict[str, type[BaseModel]] = {
+    name: row_model(name, exclude=("household_id",)) for name in HISTORY_TABLES
+}
+
+
+def _history_field(name: str) -> tuple[Any, Any]:
+    row = HISTORY_ROW_MODELS[name]
+    description = f"{TABLES[name].grain} rows of the {name} table; household_id is given once in household"
+    if TABLES[name].required:
+        return list[row], Field(..., min_length=1, description=description)  # type: ignore[valid-type]
+    return list[row], Field(default_factory=list, description=description)  # type: ignore[valid-type]
+
+
+HouseholdHistory: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "HouseholdHistory",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One household's attributes and its history in every contract table.",
+    household=(HouseholdRow, Field(..., description="the households row")),
+    **{name: _history_field(name) for name in HISTORY_TABLES},
+)
+
+
+def predict_request_model(max_households: int) -> type[BaseModel]:
+    """Generate the predict request body with the configured maximum number of households."""
+    return create_model(  # type: ignore[call-overload]
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Household histories to score, each at the latest month of its income.",
+        households=(
+            list[HouseholdHistory],  # type: ignore[valid-type]
+            Field(..., min_length=1, max_length=max_households),
+        ),
+    )
+
+
+# Responses.
+
+
+class Cause(BaseModel):
+    """A cause group that raises a household's risk."""
+
+    group: str = Field(description="cause group id, as in the cause-groups file")
+    label: str
+    contribution: float = Field(description="sum of the group's TreeSHAP contributions, in log-odds")
+    share: float = Field(description="contribution over the sum of the household's positive contributions")
+    measures: list[str] = Field(description="assistance measures that address this cause")
+
+
+class HouseholdPrediction(BaseModel):
+    """The risk of one household at its cut-off."""
+
+    household_id: str
+    cutoff: str = Field(description="YYYY-MM, the latest month of the household's income")
+    target: Target = Field(description="relapse if registered poor or exited by the cut-off, else new_poverty")
+    probability: float | None = Field(description="probability of the applicable target")
+    probabilities: dict[str, float | None] = Field(description="probability of each target")
+    band: str | None
+    below_line_now: bool | None = Field(
+        description="trailing 12-month income per person is under the line; null with under 12 months"
+    )
+    top_causes: list[Cause]
+    measures: list[str] = Field(description="measures of the top causes, without repeats")
+    model_version: str
+
+
+class PredictResponse(BaseModel):
+    model_version: str
+    predictions: list[HouseholdPrediction]
+
+
+class ScoreItem(BaseModel):
+    """One row of the score database."""
+
+    household_id: str
+    region_code: str
+    township_code: str | None
+    urban_rural: str
+    cutoff: str = Field(description="YYYY-MM")
+    target: str
+    probability: float | None
+    relapse_probability: float | None
+    new_poverty_probability: float | None
+    band: str | None
+    top_causes: list[Cause]
+    measures: list[str]
+    below_line_now: bool | None
+    model_version: str
+    scored_at: str = Field(description="ISO 8601 time the batch was scored")
+
+
+class PageLinks(BaseModel):
+    next: str | None = None
+    previous: str | None = None
+
+
+class ScoresPage(BaseModel):
+    """One page of scores, sorted by probability from highest."""
+
+    cutoff: str | None = Field(description="YYYY-MM; null when the database contains no scores")
+    model_version: str | None
+    total: int = Field(description="rows matching the filters, over all pages")
+    limit: int
+    offset: int
+    items: list[ScoreItem]
+    links: PageLinks
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    model_loaded: bool
+    model_version: str | None
+    targets: list[str]
+    model_error: str | None = Field(None, description="why no model is loaded")
+    database_url: str = Field(description="score database URL, password masked")
+    database_reachable: bool

@@ -1,0 +1,431 @@
+"""Tests for the HTTP API: predict, scores, health, metrics, the OpenAPI document and the examples."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from factories import make_store  # noqa: E402
+from test_score import BANDS, read_scores, train_test_bundle  # noqa: E402
+
+from warning.api import create_app, export_openapi  # noqa: E402
+from warning.api.schemas import HISTORY_TABLES  # noqa: E402
+from warning.bundle import ModelBundle  # noqa: E402
+from warning.contract import TABLES  # noqa: E402
+from warning.score import score  # noqa: E402
+from warning.settings import Settings  # noqa: E402
+from warning.store import Store  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+EXAMPLES = REPOSITORY / "api" / "examples"
+MAX_HOUSEHOLDS = 5
+
+
+def _json_value(value: Any, kind: str) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if kind == "month":
+        return pd.Timestamp(value).strftime("%Y-%m")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _json_rows(frame: pd.DataFrame, table: str) -> list[dict[str, Any]]:
+    columns = [column for column in TABLES[table].columns if column.name != "household_id"]
+    return [
+        {column.name: _json_value(row[column.name], column.kind) for column in columns}
+        for row in frame.to_dict("records")
+    ]
+
+
+def history_of(store: Store, household_id: str) -> dict[str, Any]:
+    """Return one household's rows from a store in the predict request shape."""
+    households = store.table("households")
+    household = households[households["household_id"] == household_id]
+    history: dict[str, Any] = {"household": {"household_id": household_id} | _json_rows(household, "households")[0]}
+    for table in HISTORY_TABLES:
+        frame = store.table(table)
+        history[table] = _json_rows(frame[frame["household_id"] == household_id], table)
+    return history
+
+
+@pytest.fixture(scope="module")
+def store() -> Store:
+    return make_store(households=60, months=36, seed=2)
+
+
+@pytest.fixture(scope="module")
+def work_dir(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work folder with a champion bundle and the batch scores of the store."""
+    folder = tmp_path_factory.mktemp("work")
+    train_test_bundle(store, folder / "models" / "champion", version="api-1")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def settings(work_dir: Path) -> Settings:
+    return Settings(work_dir=work_dir, band_thresholds=BANDS, top_causes=3, max_households_per_request=MAX_HOUSEHOLDS)
+
+
+@pytest.fixture(scope="module")
+def bundle(work_dir: Path) -> ModelBundle:
+    return ModelBundle.load(work_dir / "models" / "champion")
+
+
+@pytest.fixture(scope="module")
+def batch(store: Store, bundle: ModelBundle, settings: Settings) -> pd.DataFrame:
+    score(store, bundle, settings)
+    return read_scores(settings).set_index("household_id")
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, batch: pd.DataFrame) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def history(store: Store) -> dict[str, Any]:
+    return history_of(store, "h00003")
+
+
+def error_locations(response: Any) -> list[list[Any]]:
+    return [error["loc"] for error in response.json()["detail"]]
+
+
+# Predict.
+
+
+def test_predict_one_household(client: TestClient, history: dict[str, Any]) -> None:
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == "api-1"
+    [prediction] = body["predictions"]
+    assert prediction["household_id"] == "h00003"
+    assert prediction["cutoff"] == "2023-12"
+    assert 0.0 <= prediction["probability"] <= 1.0
+    assert set(prediction["probabilities"]) == {"relapse", "new_poverty"}
+    assert prediction["probability"] == prediction["probabilities"][prediction["target"]]
+    assert prediction["band"] in BANDS
+    assert len(prediction["top_causes"]) <= 3
+    for cause in prediction["top_causes"]:
+        assert set(cause) == {"group", "label", "contribution", "share", "measures"}
+        assert cause["contribution"] > 0
+
+
+def test_predict_matches_batch_scores(client: TestClient, store: Store, batch: pd.DataFrame) -> None:
+    household_ids = ["h00000", "h00007", "h00011", "h00020", "h00042"]
+    histories = [history_of(store, household_id) for household_id in household_ids]
+
+    response = client.post("/v1/predict", json={"households": histories})
+
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [prediction["household_id"] for prediction in predictions] == household_ids
+    for prediction in predictions:
+        expected = batch.loc[prediction["household_id"]]
+        assert prediction["target"] == expected["target"]
+        assert prediction["probability"] == pytest.approx(expected["probability"], abs=1e-12)
+        assert prediction["probabilities"]["relapse"] == pytest.approx(expected["relapse_probability"], abs=1e-12)
+        assert prediction["probabilities"]["new_poverty"] == pytest.approx(expected["new_poverty_probability"], abs=1e-12)
+        assert prediction["band"] == expected["band"]
+        assert prediction["below_line_now"] == bool(expected["below_line_now"])
+        assert prediction["top_causes"] == json.loads(expected["top_causes"])
+        assert prediction["measures"] == json.loads(expected["measures"])
+
+
+def test_predict_household_alone_or_in_group(client: TestClient, store: Store, history: dict[str, Any]) -> None:
+    shorter = history_of(store, "h00005")
+    shorter["income"] = [row for row in shorter["income"] if row["month"] <= "2023-06"]
+
+    alone = client.post("/v1/predict", json={"households": [history]}).json()["predictions"][0]
+    grouped = client.post("/v1/predict", json={"households": [shorter, history]}).json()["predictions"]
+
+    assert grouped[1] == alone
+    assert grouped[0]["cutoff"] == "2023-06"
+
+
+def test_predict_without_optional_tables(client: TestClient, history: dict[str, Any]) -> None:
+    minimal = {"household": history["household"], "income": history["income"]}
+
+    response = client.post("/v1/predict", json={"households": [minimal]})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["target"] == "new_poverty"
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [
+        (lambda h: h["household"].pop("members"), ["body", "households", 0, "household", "members"]),
+        (lambda h: h.pop("income"), ["body", "households", 0, "income"]),
+        (lambda h: h["household"].update(urban_rural="suburban"), ["body", "households", 0, "household", "urban_rural"]),
+        (lambda h: h["income"][3].update(source="lottery"), ["body", "households", 0, "income", 3, "source"]),
+        (lambda h: h["income"][0].update(month="2023-13"), ["body", "households", 0, "income", 0, "month"]),
+        (lambda h: h["income"][0].update(month="2023/01"), ["body", "households", 0, "income", 0, "month"]),
+        (lambda h: h["household"].update(members=0), ["body", "households", 0, "household", "members"]),
+        (lambda h: h["household"].update(region_code="5201"), ["body", "households", 0, "household", "region_code"]),
+        (lambda h: h["medical_claims"].insert(0, {"month": "2023-01", "category": "inpatient", "total_cost": -1.0,
+                                                  "reimbursed": 0.0, "out_of_pocket": 0.0}),
+         ["body", "households", 0, "medical_claims", 0, "total_cost"]),
+        (lambda h: h["household"].update(nickname="x"), ["body", "households", 0, "household", "nickname"]),
+    ],
+    ids=["missing-members", "missing-income", "bad-urban-rural", "bad-source", "month-13", "month-slash",
+         "members-zero", "short-region", "negative-cost", "unknown-field"],
+)
+def test_predict_rejects_invalid_field(
+    client: TestClient, history: dict[str, Any], change: Any, location: list[Any]
+) -> None:
+    change(history)
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    assert location in error_locations(response)
+
+
+def test_predict_rejects_too_many_households(client: TestClient, store: Store) -> None:
+    histories = [history_of(store, f"h{index:05d}") for index in range(MAX_HOUSEHOLDS + 1)]
+
+    response = client.post("/v1/predict", json={"households": histories})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "households"]
+    assert str(MAX_HOUSEHOLDS) in error["msg"]
+
+
+def test_predict_rejects_labour_capable_above_members(client: TestClient, history: dict[str, Any]) -> None:
+    history["household"].update(members=2, labour_capable=3)
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "households", 0, "household", "labour_capable"]
+    assert "labour_capable (3) exceeds members (2)" in error["msg"]
+    assert error["input"] == 3
+
+
+def test_predict_rejects_region_without_line(client: TestClient, history: dict[str, Any]) -> None:
+    history["household"].update(region_code="110101", township_code="110101001", urban_rural="urban")
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "households", 0, "household", "region_code"]
+    assert "'110101'" in error["msg"]
+    assert error["input"] == "110101"
+
+
+def test_predict_rejects_cross_field_problems(client: TestClient, store: Store, history: dict[str, Any]) -> None:
+    history["household"]["township_code"] = "620102001"
+    history["income"].append(dict(history["income"][0]))
+    history["employment"].append(
+        {"person_id": "p-1", "kind": "migrant", "sector": None, "start_month": "2023-05", "end_month": "2023-02"}
+    )
+    duplicate = history_of(store, "h00003")
+
+    response = client.post("/v1/predict", json={"households": [history, duplicate]})
+
+    assert response.status_code == 422
+    locations = error_locations(response)
+    assert ["body", "households", 0, "household", "township_code"] in locations
+    assert ["body", "households", 0, "income", len(history["income"]) - 1] in locations
+    assert ["body", "households", 0, "employment", len(history["employment"]) - 1, "end_month"] in locations
+    assert ["body", "households", 1, "household", "household_id"] in locations
+
+
+def test_predict_without_model_returns_503(tmp_path: Path, history: dict[str, Any]) -> None:
+    settings = Settings(work_dir=tmp_path)
+
+    with TestClient(create_app(settings)) as client:
+        predict = client.post("/v1/predict", json={"households": [history]})
+        health = client.get("/health")
+
+    assert predict.status_code == 503
+    assert predict.json()["detail"].startswith("no model: run povwarn train")
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert health.json()["model_loaded"] is False
+    assert health.json()["model_version"] is None
+    assert "run povwarn train" in health.json()["model_error"]
+
+
+# Health, metrics and request ids.
+
+
+def test_health_with_model(client: TestClient, settings: Settings) -> None:
+    body = client.get("/health").json()
+
+    assert body["status"] == "ok"
+    assert body["model_loaded"] is True
+    assert body["model_version"] == "api-1"
+    assert body["targets"] == ["relapse", "new_poverty"]
+    assert body["database_reachable"] is True
+    assert body["database_url"] == settings.score_database_url
+
+
+def test_metrics_count_requests_per_route(client: TestClient, history: dict[str, Any]) -> None:
+    client.post("/v1/predict", json={"households": [history]})
+    client.get("/v1/scores", params={"region_prefix": "x"})
+
+    text = client.get("/metrics").text
+
+    assert 'povwarn_http_requests_total{method="POST",route="/v1/predict",status="200"}' in text
+    assert 'povwarn_http_requests_total{method="GET",route="/v1/scores",status="422"}' in text
+    assert 'povwarn_http_request_duration_seconds_count{method="POST",route="/v1/predict"}' in text
+
+
+def test_request_id_is_echoed(client: TestClient) -> None:
+    from_client = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    generated = client.get("/health")
+
+    assert from_client.headers["x-request-id"] == "abc-123"
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+# Scores.
+
+
+def all_pages(client: TestClient, params: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]], list[int]]:
+    items: list[dict[str, Any]] = []
+    totals = []
+    offset = 0
+    for _ in range(100):
+        page = client.get("/v1/scores", params={**params, "limit": limit, "offset": offset}).json()
+        items.extend(page["items"])
+        totals.append(page["total"])
+        if page["links"]["next"] is None:
+            break
+        offset += limit
+    return items, totals
+
+
+def test_scores_filter_by_region_prefix(client: TestClient, batch: pd.DataFrame) -> None:
+    response = client.get("/v1/scores", params={"region_prefix": "52", "limit": 1000})
+
+    body = response.json()
+    expected = batch[batch["region_code"].str.startswith("52")]
+    assert response.status_code == 200
+    assert body["total"] == len(expected)
+    assert body["cutoff"] == "2023-12"
+    assert body["model_version"] == "api-1"
+    assert {item["household_id"] for item in body["items"]} == set(expected.index)
+    assert all(item["region_code"].startswith("52") for item in body["items"])
+    assert body["items"][0]["scored_at"].endswith("+00:00")
+
+
+def test_scores_filter_by_min_probability(client: TestClient, batch: pd.DataFrame) -> None:
+    threshold = float(batch["probability"].median())
+
+    body = client.get("/v1/scores", params={"min_probability": threshold, "limit": 1000}).json()
+
+    assert body["total"] == int((batch["probability"] >= threshold).sum())
+    probabilities = [item["probability"] for item in body["items"]]
+    assert min(probabilities) >= threshold
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_scores_filter_by_band_and_target(client: TestClient, batch: pd.DataFrame) -> None:
+    body = client.get("/v1/scores", params={"band": "high", "target": "relapse", "limit": 1000}).json()
+
+    expected = batch[(batch["band"] == "high") & (batch["target"] == "relapse")]
+    assert body["total"] == len(expected)
+    assert {item["household_id"] for item in body["items"]} == set(expected.index)
+
+
+def test_scores_pagination_counts(client: TestClient, batch: pd.DataFrame) -> None:
+    items, totals = all_pages(client, {"region_prefix": "62"}, limit=7)
+
+    expected = batch[batch["region_code"].str.startswith("62")]
+    assert set(totals) == {len(expected)}
+    assert len(items) == len(expected)
+    assert len({item["household_id"] for item in items}) == len(expected)
+    probabilities = [item["probability"] for item in items]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_scores_page_links(client: TestClient, batch: pd.DataFrame) -> None:
+    first = client.get("/v1/scores", params={"limit": 10}).json()
+    last = client.get("/v1/scores", params={"limit": 10, "offset": 50}).json()
+
+    assert first["links"]["previous"] is None
+    assert "offset=10" in first["links"]["next"]
+    assert len(last["items"]) == len(batch) - 50
+    assert last["links"]["next"] is None
+    assert "offset=40" in last["links"]["previous"]
+
+
+def test_scores_by_cutoff_without_rows(client: TestClient) -> None:
+    body = client.get("/v1/scores", params={"cutoff": "2020-01"}).json()
+
+    assert body["total"] == 0
+    assert body["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"region_prefix": "52a"}, "region_prefix"),
+        ({"band": "severe"}, "band"),
+        ({"target": "poverty"}, "target"),
+        ({"limit": 1001}, "limit"),
+        ({"min_probability": 1.5}, "min_probability"),
+        ({"cutoff": "2023-1"}, "cutoff"),
+    ],
+)
+def test_scores_rejects_invalid_query(client: TestClient, params: dict[str, Any], name: str) -> None:
+    response = client.get("/v1/scores", params=params)
+
+    assert response.status_code == 422
+    assert ["query", name] in error_locations(response)
+
+
+def test_scores_without_database_table(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(work_dir=tmp_path))) as client:
+        response = client.get("/v1/scores")
+
+    assert response.status_code == 503
+    assert "run povwarn score" in response.json()["detail"]
+
+
+# Published documents.
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda path: path.name)
+def test_example_request_passes_validation(client: TestClient, path: Path) -> None:
+    body = json.loads(path.read_text(encoding="utf-8"))
+
+    response = client.post("/v1/predict", json=body)
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == len(body["households"])
+
+
+def test_examples_exist() -> None:
+    assert len(list(EXAMPLES.glob("*.json"))) >= 2
+
+
+def test_openapi_document_is_current(tmp_path: Path) -> None:
+    written = export_openapi(tmp_path / "openapi.json", Settings())
+
+    current = json.loads(written.read_text(encoding="utf-8"))
+    published = json.loads((REPOSITORY / "api" / "openapi.json").read_text(encoding="utf-8"))
+    assert current == published, "api/openapi.json is stale: run povwarn export-openapi"
+    assert "/v1/predict" in current["paths"]
+    assert "/v1/scores" in current["paths"]

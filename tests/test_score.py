@@ -1,0 +1,253 @@
+"""Tests for batch scoring into the score database."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sqlalchemy import create_engine, func, inspect, select
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from factories import make_store  # noqa: E402
+
+from warning.bundle import ModelBundle, TargetModel  # noqa: E402
+from warning.explain import explain  # noqa: E402
+from warning.contract import DatasetInfo  # noqa: E402
+from warning.features import build_features, load_catalogue, training_cutoffs  # noqa: E402
+from warning.labels import TARGETS, formerly_poor  # noqa: E402
+from warning.panel import Panel  # noqa: E402
+from warning.score import SCORES, assign_bands, display_url, score  # noqa: E402
+from warning.settings import Settings  # noqa: E402
+from warning.store import Store  # noqa: E402
+
+BANDS = {"high": 0.5, "medium": 0.2, "low": 0.0}
+
+
+def train_test_bundle(store: Store, folder: Path, version: str = "test-1", seed: int = 0) -> ModelBundle:
+    """Train a small LightGBM model per target on the store's features, save it to ``folder`` and load it back.
+
+    Labels are random but lean on low income, so that contributions vary
+    between cause groups.
+    """
+    settings = Settings()
+    catalogue = load_catalogue(settings.catalogue_path)
+    panel = Panel(store)
+    features = build_features(panel, catalogue, training_cutoffs(panel, 12, 3, 12))
+    matrix = features[catalogue.feature_names].to_numpy(dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    low_income = features["income_to_line_12m"].to_numpy() < 1.5
+    parameters = {"objective": "binary", "num_leaves": 7, "min_data_in_leaf": 5, "verbose": -1, "num_threads": 1}
+    models = {}
+    for target in TARGETS:
+        labels = (low_income ^ (rng.random(len(matrix)) < 0.2)).astype(int)
+        dataset = lgb.Dataset(matrix, labels, feature_name=catalogue.feature_names)
+        models[target] = TargetModel(target=target, booster=lgb.train(parameters, dataset, num_boost_round=15))
+    groups = yaml.safe_load(settings.cause_groups_path.read_text(encoding="utf-8"))
+    bundle = ModelBundle(
+        version=version,
+        feature_names=catalogue.feature_names,
+        cause_group_of=catalogue.cause_group_of,
+        measures={group: entry["measures"] for group, entry in groups.items()},
+        cause_labels={group: entry["label"] for group, entry in groups.items()},
+        models=models,
+        lines=store.table("poverty_lines"),
+        period=store.info.period,
+    )
+    bundle.save(folder)
+    return ModelBundle.load(folder)
+
+
+@pytest.fixture(scope="module")
+def store() -> Store:
+    return make_store(households=80, months=36, seed=1)
+
+
+@pytest.fixture(scope="module")
+def bundle(store: Store, tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    return train_test_bundle(store, tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(work_dir=tmp_path, band_thresholds=BANDS, top_causes=3)
+
+
+def read_scores(settings: Settings) -> pd.DataFrame:
+    engine = create_engine(settings.score_database_url)
+    with engine.connect() as connection:
+        frame = pd.read_sql(select(SCORES), connection)
+    engine.dispose()
+    return frame
+
+
+def test_score_writes_one_row_per_household(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    summary = score(store, bundle, settings)
+    rows = read_scores(settings)
+
+    assert summary.households == 80
+    assert len(rows) == 80
+    assert rows["household_id"].is_unique
+    assert set(rows["household_id"]) == set(store.table("households")["household_id"])
+    assert (rows["model_version"] == "test-1").all()
+    assert (pd.to_datetime(rows["cutoff"]) == pd.Timestamp("2023-12-01")).all()
+    assert str(summary.cutoff) == "2023-12-01"
+
+
+def test_score_probabilities_and_targets(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    score(store, bundle, settings)
+    rows = read_scores(settings).set_index("household_id")
+
+    for column in ("probability", "relapse_probability", "new_poverty_probability"):
+        assert rows[column].between(0.0, 1.0).all(), column
+    panel = Panel(store, lines=bundle.lines)
+    former = pd.Series(formerly_poor(panel, np.array([panel.n_periods - 1]))[:, 0], index=panel.household_ids)
+    expected_target = np.where(former.loc[rows.index], "relapse", "new_poverty")
+    assert (rows["target"].to_numpy() == expected_target).all()
+    relapse = rows["target"] == "relapse"
+    assert (rows.loc[relapse, "probability"] == rows.loc[relapse, "relapse_probability"]).all()
+    assert (rows.loc[~relapse, "probability"] == rows.loc[~relapse, "new_poverty_probability"]).all()
+    assert relapse.any()
+    assert (~relapse).any()
+
+
+def test_score_bands_follow_thresholds(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    summary = score(store, bundle, settings)
+    rows = read_scores(settings)
+
+    expected = np.where(rows["probability"] >= 0.5, "high", np.where(rows["probability"] >= 0.2, "medium", "low"))
+    assert (rows["band"].to_numpy() == expected).all()
+    assert summary.bands == {band: int((expected == band).sum()) for band in ("high", "medium", "low")}
+    assert sum(summary.bands.values()) == 80
+
+
+def test_score_flags_households_below_line(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    summary = score(store, bundle, settings)
+    rows = read_scores(settings).set_index("household_id")
+
+    panel = Panel(store, lines=bundle.lines)
+    below = pd.Series(panel.below_line()[:, -1] == 1.0, index=panel.household_ids)
+    assert (rows["below_line_now"].astype(bool) == below.loc[rows.index]).all()
+    assert summary.below_line_now == int(below.sum())
+    assert 0 < summary.below_line_now < 80
+
+
+def test_score_top_causes_and_measures(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    score(store, bundle, settings)
+    rows = read_scores(settings)
+
+    causes = rows["top_causes"].map(json.loads)
+    measures = rows["measures"].map(json.loads)
+    assert causes.map(len).max() == 3
+    for row_causes, row_measures in zip(causes, measures):
+        contributions = [cause["contribution"] for cause in row_causes]
+        assert contributions == sorted(contributions, reverse=True)
+        assert all(value > 0 for value in contributions)
+        assert sum(cause["share"] for cause in row_causes) <= 1.0 + 1e-3
+        expected_measures = []
+        for cause in row_causes:
+            assert cause["measures"] == bundle.measures[cause["group"]]
+            assert cause["label"]
+            expected_measures.extend(m for m in cause["measures"] if m not in expected_measures)
+        assert row_measures == expected_measures
+
+
+def test_score_twice_is_idempotent(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    score(store, bundle, settings)
+    first = read_scores(settings).sort_values("household_id").reset_index(drop=True)
+    score(store, bundle, settings)
+    second = read_scores(settings).sort_values("household_id").reset_index(drop=True)
+
+    assert len(second) == len(first) == 80
+    assert (second["probability"] == first["probability"]).all()
+    assert (second["scored_at"] >= first["scored_at"]).all()
+
+
+def test_score_other_model_version_adds_rows(
+    store: Store, bundle: ModelBundle, settings: Settings, tmp_path: Path
+) -> None:
+    score(store, bundle, settings)
+    challenger = train_test_bundle(store, tmp_path / "challenger", version="test-2", seed=5)
+    score(store, challenger, settings)
+    rows = read_scores(settings)
+
+    assert len(rows) == 160
+    assert rows.groupby("model_version").size().to_dict() == {"test-1": 80, "test-2": 80}
+
+
+def test_score_table_has_indexes(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    score(store, bundle, settings)
+    engine = create_engine(settings.score_database_url)
+    inspector = inspect(engine)
+    indexed = {tuple(index["column_names"]) for index in inspector.get_indexes("scores")}
+    primary_key = inspector.get_pk_constraint("scores")["constrained_columns"]
+    engine.dispose()
+
+    assert ("region_code",) in indexed
+    assert ("probability",) in indexed
+    assert sorted(primary_key) == ["cutoff", "household_id", "model_version"]
+
+
+def test_score_rejects_period_mismatch(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    yearly = Store(folder=store.folder, info=DatasetInfo(name="yearly", period="year"), tables=store.tables)
+
+    with pytest.raises(ValueError, match="period 'year'"):
+        score(yearly, bundle, settings)
+
+
+def test_score_summary_hides_password(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    summary = score(store, bundle, settings)
+
+    assert summary.database_url == settings.score_database_url
+    assert "2023-12" in str(summary)
+    assert "secret" not in display_url("postgresql://monitor:secret@db.example/scores")
+    assert display_url("postgresql://monitor:secret@db.example/scores").startswith("postgresql://monitor:")
+
+
+def test_score_counts_rows_in_database(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    score(store, bundle, settings)
+    engine = create_engine(settings.score_database_url)
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(SCORES)).scalar_one()
+    engine.dispose()
+
+    assert count == 80
+
+
+@pytest.mark.parametrize(
+    ("probability", "band"),
+    [(0.0, "low"), (0.19999, "low"), (0.2, "medium"), (0.4999, "medium"), (0.5, "high"), (1.0, "high")],
+)
+def test_assign_bands_boundaries(probability: float, band: str) -> None:
+    assert assign_bands(np.array([probability]), BANDS)[0] == band
+
+
+def test_assign_bands_missing_probability() -> None:
+    assert assign_bands(np.array([np.nan]), BANDS)[0] is None
+
+
+def test_score_causes_match_explain(store: Store, bundle: ModelBundle, settings: Settings) -> None:
+    score(store, bundle, settings)
+    rows = read_scores(settings).set_index("household_id")
+    panel = Panel(store, lines=bundle.lines)
+    features = build_features(panel, load_catalogue(settings.catalogue_path), np.array([panel.n_periods - 1]))
+    features = features.set_index("household_id")
+
+    for household_id in ("h00001", "h00002", "h00050"):
+        target = rows.loc[household_id, "target"]
+        matrix = bundle.feature_matrix(features.loc[[household_id]])
+        [explanation] = explain(bundle, target, matrix, top=3)
+        causes = json.loads(rows.loc[household_id, "top_causes"])
+        assert [cause["group"] for cause in causes] == [cause.group for cause in explanation.causes]
+        assert [cause["label"] for cause in causes] == [cause.label for cause in explanation.causes]
+        for stored, expected in zip(causes, explanation.causes):
+            assert stored["contribution"] == pytest.approx(expected.contribution, abs=1e-6)
+            assert stored["share"] == pytest.approx(expected.share, abs=1e-4)
+        assert json.loads(rows.loc[household_id, "measures"]) == explanation.measures
+        assert rows.loc[household_id, "probability"] == pytest.approx(explanation.probability, abs=1e-12)

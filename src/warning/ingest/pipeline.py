@@ -1,0 +1,220 @@
+"""The ingest run: read a dataset folder, validate every table, write the store and the quarantine."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from warning.contract import TABLES, DatasetInfo
+from warning.ingest.problems import QUARANTINE_COLUMNS, IngestError, TableFileError
+from warning.ingest.read import RawTable, locate_table_files, read_table_file
+from warning.ingest.report import IngestReport, TableReport
+from warning.ingest.validate import HouseholdIds, ValidatedTable, validate_table
+from warning.store import write_table
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "ingest_report.json"
+QUARANTINE_DIR = "quarantine"
+
+
+def ingest(
+    source_dir: Path,
+    store_dir: Path,
+    *,
+    chunk_rows: int = 1_000_000,
+    cost_tolerance: float = 0.01,
+) -> IngestReport:
+    """Validate the tables of a dataset folder and write the clean, typed store.
+
+    Each contract table is read from ``<table>.csv`` or ``<table>.parquet`` in
+    ``source_dir`` and checked with the pandera schemas of
+    ``warning.ingest.schemas``. Rows that pass are written to
+    ``store_dir/<table>.parquet`` in the store dtypes. Rows that fail go to
+    ``store_dir/quarantine/<table>.csv``, one record per problem (table, file,
+    row, column, value, reason, detail), and the rows as read go to
+    ``quarantine/<table>_rows.csv``. ``row`` is 1-based and does not count the
+    header, so row 1 is the first data row. ``warning.ingest.read`` explains
+    how blank lines and quoted line breaks in a CSV file are counted.
+    ``dataset.yaml`` is copied, or written with defaults when the folder has
+    none, and the run's ``IngestReport`` is written to
+    ``store_dir/ingest_report.json``.
+
+    Raises ``IngestError``, before writing anything, when the folder is
+    missing, a required table has no file, a table has both a CSV and a
+    Parquet file, ``dataset.yaml`` is invalid, or a required table's file
+    cannot be read as a whole (empty, not UTF-8, unreadable, or missing a
+    non-nullable column). Such a problem in an optional table is logged as an
+    error, the table is left out of the store, and its report has status
+    ``failed``. Unknown columns are dropped with a warning. A nullable column
+    absent from the file is filled with missing values.
+
+    ``chunk_rows`` bounds how many rows are validated at once.
+    ``cost_tolerance`` is how far, in the currency of the data,
+    reimbursed plus out-of-pocket costs may exceed the total cost before a
+    claim is rejected, to allow for rounding.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    clock = time.perf_counter()
+    source_dir = Path(source_dir)
+    store_dir = Path(store_dir)
+    if store_dir.exists() and source_dir.exists() and source_dir.resolve() == store_dir.resolve():
+        raise IngestError(f"store folder {store_dir} is the source folder; write the store to another folder")
+    files, ignored = locate_table_files(source_dir)
+    if ignored:
+        logger.warning("Ignored files in %s that name no contract table: %s", source_dir, ignored)
+    missing = [name for name, table in TABLES.items() if table.required and name not in files]
+    if missing:
+        expected = ", ".join(f"{name}.csv or {name}.parquet" for name in missing)
+        raise IngestError(f"source folder {source_dir} lacks required tables {missing}: expected {expected}")
+    info = _read_dataset_info(source_dir)
+
+    raw_tables, failures = _read_files(files)
+    required_failures = [str(error) for name, error in failures.items() if TABLES[name].required]
+    if required_failures:
+        raise IngestError("invalid required table files: " + "; ".join(required_failures))
+
+    _remove_previous_outputs(store_dir)
+    reports: dict[str, TableReport] = {}
+    households: HouseholdIds | None = None
+    # The households table goes first, because the other tables are checked against its ids.
+    for name in sorted(TABLES, key=lambda table_name: table_name != "households"):
+        if name in failures:
+            reports[name] = TableReport(name, "failed", file=files[name].name, error=failures[name].message)
+        elif name not in raw_tables:
+            reports[name] = TableReport(name, "absent")
+        else:
+            raw = raw_tables.pop(name)
+            reports[name], validated = _ingest_table(raw, store_dir, households, chunk_rows, cost_tolerance)
+            if name == "households":
+                households = _household_ids(raw, validated)
+    info.write(store_dir)
+
+    report = IngestReport(
+        source_dir=str(source_dir),
+        store_dir=str(store_dir),
+        dataset=info.name,
+        tables={name: reports[name] for name in TABLES},
+        ignored_files=ignored,
+        started_at=started_at,
+        elapsed_seconds=round(time.perf_counter() - clock, 3),
+    )
+    report.write(store_dir / REPORT_FILE)
+    logger.info(
+        "Ingested %s into %s in %.1f s: %d rows quarantined, failed tables %s",
+        source_dir,
+        store_dir,
+        report.elapsed_seconds,
+        report.rows_quarantined,
+        report.failed_tables,
+    )
+    return report
+
+
+def _read_dataset_info(source_dir: Path) -> DatasetInfo:
+    try:
+        return DatasetInfo.read(source_dir)
+    except (ValueError, TypeError, yaml.YAMLError) as error:
+        raise IngestError(f"{source_dir / 'dataset.yaml'} is invalid: {error}") from error
+
+
+def _read_files(files: dict[str, Path]) -> tuple[dict[str, RawTable], dict[str, TableFileError]]:
+    raw_tables: dict[str, RawTable] = {}
+    failures: dict[str, TableFileError] = {}
+    for name, path in files.items():
+        try:
+            raw_tables[name] = read_table_file(path, TABLES[name])
+        except TableFileError as error:
+            failures[name] = error
+            if not TABLES[name].required:
+                logger.error("Skipped optional table %s, which the store will lack: %s", name, error)
+    return raw_tables, failures
+
+
+def _remove_previous_outputs(store_dir: Path) -> None:
+    """Delete the files an earlier run wrote, so that a table absent now is absent from the store."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_dir = store_dir / QUARANTINE_DIR
+    for name in TABLES:
+        for path in (
+            store_dir / f"{name}.parquet",
+            quarantine_dir / f"{name}.csv",
+            quarantine_dir / f"{name}_rows.csv",
+        ):
+            path.unlink(missing_ok=True)
+    (store_dir / REPORT_FILE).unlink(missing_ok=True)
+
+
+def _ingest_table(
+    raw: RawTable,
+    store_dir: Path,
+    households: HouseholdIds | None,
+    chunk_rows: int,
+    cost_tolerance: float,
+) -> tuple[TableReport, ValidatedTable]:
+    clock = time.perf_counter()
+    name = raw.table.name
+    link = households if "household_id" in raw.table.column_names and name != "households" else None
+    validated = validate_table(raw, households=link, chunk_rows=chunk_rows, cost_tolerance=cost_tolerance)
+    write_table(store_dir, name, validated.frame)
+    quarantine_file = _write_quarantine(store_dir, raw, validated)
+    report = TableReport(
+        table=name,
+        status="ingested",
+        file=raw.path.name,
+        rows_read=validated.rows_read,
+        rows_kept=validated.rows_kept,
+        rows_quarantined=validated.rows_quarantined,
+        problems=validated.problem_counts(),
+        dropped_columns=raw.dropped_columns,
+        null_filled_columns=raw.null_filled_columns,
+        quarantine_file=quarantine_file,
+        seconds=round(time.perf_counter() - clock, 3),
+    )
+    logger.info(
+        "Ingested %s from %s: %d rows read, %d kept, %d quarantined",
+        name,
+        raw.path,
+        report.rows_read,
+        report.rows_kept,
+        report.rows_quarantined,
+    )
+    if report.problems:
+        logger.warning(
+            "Quarantined %d rows of %s, problems by reason: %s",
+            report.rows_quarantined,
+            name,
+            report.problems,
+        )
+    return report, validated
+
+
+def _write_quarantine(store_dir: Path, raw: RawTable, validated: ValidatedTable) -> str | None:
+    """Write the problems and the rejected rows of a table; return the problems file relative to the store."""
+    if not len(validated.problems):
+        return None
+    folder = store_dir / QUARANTINE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    name = raw.table.name
+    problems = validated.problems.assign(table=name, file=raw.path.name)[list(QUARANTINE_COLUMNS)]
+    problems.to_csv(folder / f"{name}.csv", index=False)
+    # Rows the CSV parser rejected have no cells; their text is the problem's value.
+    rows = validated.problems["row"].unique()
+    raw.rows_frame(rows[pd.Index(rows).isin(raw.rows)]).to_csv(folder / f"{name}_rows.csv", index=False)
+    logger.info("Wrote %d problems of %s to %s", len(problems), name, folder / f"{name}.csv")
+    return f"{QUARANTINE_DIR}/{name}.csv"
+
+
+def _household_ids(raw: RawTable, validated: ValidatedTable) -> HouseholdIds:
+    kept = pd.Index(validated.frame["household_id"].dropna().unique())
+    rows = validated.problems["row"].unique()
+    rows = rows[pd.Index(rows).isin(raw.rows)]
+    rejected = pd.Index(raw.cell_text(rows, "household_id").unique())
+    return HouseholdIds(kept=kept, quarantined=rejected.difference(kept))

@@ -193,3 +193,19 @@ def test_catalogue_has_at_least_25_features_with_cause_groups(catalogue):
     assert len(catalogue.features) >= 25
     assert {feature.cause_group for feature in catalogue.features} <= groups
     assert all(feature.description for feature in catalogue.features)
+
+
+def test_loss_since_event_measures_income_lost_after_shock(catalogue):
+    store = _single_household_store([1000.0] * 18 + [400.0] * 6)
+    store.tables["events"] = pd.DataFrame(
+        {
+            "household_id": ["a"],
+            "month": pd.to_datetime(["2022-07-01"]).astype("datetime64[ms]"),
+            "kind": ["illness"],
+            "loss_amount": [0.0],
+        }
+    )
+    row = build_features(Panel(store), catalogue, np.array([23])).iloc[0]
+    # 600 a month lost since July 2022: 7,200 a year for a household of two.
+    assert row["illness_income_loss_12m"] == pytest.approx(3600.0)
+    assert row["job_loss_income_loss_12m"] == 0.0

@@ -98,6 +98,37 @@ class _Aggregator:
         earlier_mean[earlier_mean <= 0] = np.nan
         return 1.0 - _divide(recent_mean, earlier_mean)
 
+    def loss_since_event(self, values: np.ndarray, events: np.ndarray, window: int) -> np.ndarray:
+        """Return how far mean income fell after the latest event in the window.
+
+        For a household whose latest event in the ``window`` periods up to the
+        cut-off is at period ``e``, the result is the mean of ``values`` over the
+        ``window`` periods before ``e`` minus its mean from ``e`` to the cut-off.
+        Without such an event it is 0: no shock of that kind, no loss from it.
+        """
+        positions = np.where(np.nan_to_num(events) != 0, np.arange(events.shape[1]), -1)
+        latest = np.maximum.accumulate(positions, axis=1)[:, self.cutoffs]
+        has_event = (latest >= 0) & (self.cutoffs - latest < window)
+        event = np.where(has_event, latest, 0)
+
+        padded = np.zeros((values.shape[0], values.shape[1] + 1))
+        np.cumsum(np.nan_to_num(values, nan=0.0), axis=1, out=padded[:, 1:])
+        observed = np.zeros_like(padded)
+        np.cumsum(self.observed, axis=1, out=observed[:, 1:])
+
+        def window_mean(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+            total = np.take_along_axis(padded, stop, axis=1) - np.take_along_axis(padded, start, axis=1)
+            count = np.take_along_axis(observed, stop, axis=1) - np.take_along_axis(observed, start, axis=1)
+            return _divide(total, count)
+
+        cutoff_stop = np.broadcast_to(self.cutoffs + 1, event.shape)
+        after = window_mean(event, cutoff_stop)
+        before = window_mean(np.maximum(event - window, 0), event)
+        loss = np.where(has_event, before - after, 0.0)
+        # An event in the first period has no "before"; its loss is unknown.
+        loss[has_event & np.isnan(before)] = np.nan
+        return loss
+
     def annualised_per_person(self, values: np.ndarray) -> np.ndarray:
         return values * self.panel.periods_per_year / self.panel.members[:, None]
 
@@ -142,6 +173,9 @@ def _feature_values(feature: FeatureSpec, catalogue: Catalogue, aggregator: _Agg
         below = aggregator.annualised_per_person(values) < panel.lines
         below = np.where(np.isnan(values), np.nan, below.astype(np.float64))
         result = aggregator.window_sum_and_count(below, window)[0] * panel.period_months
+    elif kind == "loss_since_event":
+        events = panel.series(catalogue.series[feature.event_series])
+        result = aggregator.annualised_per_person(aggregator.loss_since_event(values, events, window))
     elif kind == "to_line":
         mean = aggregator.annualised_per_person(aggregator.mean(values, window))
         result = mean / panel.lines[:, cutoffs]

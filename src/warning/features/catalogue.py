@@ -23,6 +23,7 @@ AGGREGATIONS = (
     "below_line",
     "to_line",
     "attribute",
+    "loss_since_event",
 )
 RATIO_AGGREGATIONS = ("sum", "mean")
 
@@ -42,6 +43,7 @@ class FeatureSpec:
     divide_by: str | None = None
     column: str | None = None
     expression: str | None = None
+    event_series: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def _parse_feature(raw: dict, series: dict[str, SeriesSpec], cause_groups: set[s
             raise ValueError(f"{path}: feature {name!r} divides by undefined series {feature.divide_by!r}")
         if feature.aggregation not in RATIO_AGGREGATIONS:
             raise ValueError(f"{path}: feature {name!r}: divide_by works with {RATIO_AGGREGATIONS} only")
+    if feature.aggregation == "loss_since_event" and feature.event_series not in series:
+        raise ValueError(f"{path}: feature {name!r} needs event_series naming a defined series, got {feature.event_series!r}")
     if feature.window < 1:
         raise ValueError(f"{path}: feature {name!r} has window {feature.window}; it must be at least 1 month")
     if feature.aggregation == "drop" and not 0 < feature.recent < feature.window:

@@ -112,6 +112,43 @@ def score(
 
 
 @app.command()
+def causes(
+    truth: Annotated[Path | None, typer.Option(help="folder with falls.parquet (default: WORK_DIR/simulated/truth)")] = None,
+    store: Annotated[Path | None, typer.Option(help="store folder (default: WORK_DIR/store)")] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Report how often the champion's top cause is the true cause of a fall (simulated data only)."""
+    import json
+
+    import yaml
+
+    from warning.bundle import load_champion
+    from warning.explain.truth import measure_cause_recovery, read_falls, recovery_report
+    from warning.features import load_catalogue
+    from warning.panel import Panel
+    from warning.store import read_store
+
+    settings = _settings(work_dir)
+    bundle = load_champion(settings)
+    groups = set(yaml.safe_load(settings.cause_groups_path.read_text(encoding="utf-8")))
+    catalogue = load_catalogue(settings.catalogue_path, groups)
+    panel = Panel(read_store(store or settings.store_dir), lines=bundle.lines)
+    falls = read_falls(truth or settings.work_dir / "simulated" / "truth")
+    results = measure_cause_recovery(panel, bundle, catalogue, falls, settings.horizon_months, settings.top_causes)
+    report_path = settings.work_dir / "reports" / "cause_recovery.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(recovery_report(results), indent=2))
+    for target, result in results.items():
+        typer.echo(
+            f"{target}: {result.falls} falls at the test cut-offs; top cause is the true cause for "
+            f"{result.top_match:.1%}, top cause other than 'other' for {result.top_match_without_other:.1%} "
+            f"of falls with a specific cause, true cause among the top {settings.top_causes} for {result.listed_match:.1%}"
+        )
+        typer.echo(result.per_cause.round(3).to_string())
+    typer.echo(f"Report written to {report_path}")
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port")] = None,
@@ -139,7 +176,7 @@ def demo(
     settings = _settings(work_dir)
     started = time.perf_counter()
     source = settings.work_dir / "simulated"
-    steps = ["simulate", "ingest", "train", "score"]
+    steps = ["simulate", "ingest", "train", "score", "causes"]
     with typer.progressbar(steps, label="Pipeline", item_show_func=lambda step: step or "") as progress:
         for step in progress:
             if step == "simulate":
@@ -148,8 +185,10 @@ def demo(
                 ingest(source=source, store=None, work_dir=None)
             elif step == "train":
                 train(store=None, work_dir=None)
-            else:
+            elif step == "score":
                 score(store=None, work_dir=None)
+            else:
+                causes(truth=None, store=None, work_dir=None)
     typer.echo(f"Pipeline finished in {time.perf_counter() - started:.0f} s; outputs are in {settings.work_dir}")
     if not no_serve:
         serve(host=None, port=None, work_dir=None)

@@ -1,0 +1,82 @@
+"""Measure cause recovery of a trained bundle against recorded true causes.
+
+The simulator writes the true cause of every fall below the line to
+``truth/falls.parquet``; this module explains the at-risk households at the
+bundle's test cut-offs and compares the explanations with that truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from warning.bundle import ModelBundle
+from warning.explain.contributions import explain_frame
+from warning.explain.recovery import CauseRecovery, cause_recovery
+from warning.features import Catalogue, build_features
+from warning.labels import build_labels
+from warning.panel import Panel, month_number
+
+logger = logging.getLogger(__name__)
+
+
+def read_falls(truth_dir: Path) -> pd.DataFrame:
+    """Read ``falls.parquet`` (household_id, month as YYYY-MM or date, cause)."""
+    path = Path(truth_dir) / "falls.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; only simulated datasets record true causes")
+    falls = pd.read_parquet(path)
+    falls["month"] = pd.to_datetime(falls["month"].astype(str).str[:7], format="%Y-%m").astype("datetime64[ms]")
+    return falls
+
+
+def test_cutoff_periods(bundle: ModelBundle, panel: Panel) -> np.ndarray:
+    """Return the grid periods of the bundle's test cut-offs."""
+    months = bundle.training.get("cutoffs", {}).get("test", "")
+    if not months:
+        raise ValueError(f"bundle {bundle.version} records no test cut-offs")
+    stamps = pd.to_datetime(pd.Series(months.split(",")), format="%Y-%m")
+    return panel.period_of_month(month_number(stamps))
+
+
+def measure_cause_recovery(
+    panel: Panel, bundle: ModelBundle, catalogue: Catalogue, falls: pd.DataFrame, horizon_months: int, top: int
+) -> dict[str, CauseRecovery]:
+    """Return cause recovery per target over the at-risk households at the test cut-offs."""
+    cutoffs = test_cutoff_periods(bundle, panel)
+    features = build_features(panel, catalogue, cutoffs)
+    labels = build_labels(panel, cutoffs, horizon_months)
+    rows = features.merge(labels, on=["household_id", "cutoff"], how="inner")
+    results = {}
+    for target in bundle.targets:
+        at_risk = rows[rows[target].notna()].reset_index(drop=True)
+        explanations = explain_frame(bundle, target, bundle.feature_matrix(at_risk), top=top)
+        explanations[["household_id", "cutoff"]] = at_risk[["household_id", "cutoff"]]
+        results[target] = cause_recovery(explanations, falls, horizon_months=horizon_months)
+        logger.info(
+            "Cause recovery for %s over %d falls: top cause %.3f, top specific cause %.3f, listed %.3f",
+            target,
+            results[target].falls,
+            results[target].top_match,
+            results[target].top_match_without_other,
+            results[target].listed_match,
+        )
+    return results
+
+
+def recovery_report(results: dict[str, CauseRecovery]) -> dict[str, object]:
+    """Return a JSON-ready report of cause recovery per target and per true cause."""
+    return {
+        target: {
+            "falls": result.falls,
+            "top_match": result.top_match,
+            "top_match_without_other": result.top_match_without_other,
+            "listed_match": result.listed_match,
+            "per_cause": json.loads(result.per_cause.to_json(orient="index")),
+        }
+        for target, result in results.items()
+    }

@@ -18,7 +18,7 @@ from warning.bundle import ModelBundle
 from warning.explain.contributions import explain_frame
 from warning.explain.recovery import CauseRecovery, cause_recovery
 from warning.features import Catalogue, build_features
-from warning.labels import build_labels
+from warning.labels import formerly_poor
 from warning.panel import Panel, month_number
 
 logger = logging.getLogger(__name__)
@@ -35,27 +35,49 @@ def read_falls(truth_dir: Path) -> pd.DataFrame:
 
 
 def test_cutoff_periods(bundle: ModelBundle, panel: Panel) -> np.ndarray:
-    """Return the grid periods of the bundle's test cut-offs."""
+    """Return every period from the bundle's first test cut-off to the one before the last.
+
+    Staff read scores every month, so a fall is judged by the explanation of the
+    month before it, when the shock behind it has usually already shown. The
+    test block's own cut-offs are months apart, and a shock that happens after
+    a cut-off cannot be in that cut-off's explanation.
+    """
     months = bundle.training.get("cutoffs", {}).get("test", "")
     if not months:
         raise ValueError(f"bundle {bundle.version} records no test cut-offs")
     stamps = pd.to_datetime(pd.Series(months.split(",")), format="%Y-%m")
-    return panel.period_of_month(month_number(stamps))
+    first = int(panel.period_of_month(month_number(stamps)).min())
+    return np.arange(first, panel.n_periods - 1)
 
 
 def measure_cause_recovery(
     panel: Panel, bundle: ModelBundle, catalogue: Catalogue, falls: pd.DataFrame, horizon_months: int, top: int
 ) -> dict[str, CauseRecovery]:
-    """Return cause recovery per target over the at-risk households at the test cut-offs."""
+    """Return cause recovery per target over households that fell after the first test cut-off.
+
+    Only households with a recorded fall are explained, at every period in
+    which they were at risk (at or above the line), with the target that
+    applies to them then.
+    """
     cutoffs = test_cutoff_periods(bundle, panel)
+    fell = panel.household_positions(falls["household_id"].drop_duplicates())
+    fell = np.sort(fell[fell >= 0])
+    at_risk = panel.below_line()[np.ix_(fell, cutoffs)] == 0.0
+    former = formerly_poor(panel, cutoffs)[fell]
     features = build_features(panel, catalogue, cutoffs)
-    labels = build_labels(panel, cutoffs, horizon_months)
-    rows = features.merge(labels, on=["household_id", "cutoff"], how="inner")
+    wanted = pd.Series(panel.household_ids[fell])
+    features = features[features["household_id"].isin(wanted)].reset_index(drop=True)
+    # build_features orders rows by cut-off, then by grid row.
+    row_of = {household: position for position, household in enumerate(wanted)}
+    rows = features["household_id"].map(row_of).to_numpy()
+    columns = np.searchsorted(cutoffs, panel.period_of_month(month_number(features["cutoff"])))
+    risk = at_risk[rows, columns]
+    target_of_row = {"relapse": risk & former[rows, columns], "new_poverty": risk & ~former[rows, columns]}
     results = {}
     for target in bundle.targets:
-        at_risk = rows[rows[target].notna()].reset_index(drop=True)
-        explanations = explain_frame(bundle, target, bundle.feature_matrix(at_risk), top=top)
-        explanations[["household_id", "cutoff"]] = at_risk[["household_id", "cutoff"]]
+        chosen = features[target_of_row[target]].reset_index(drop=True)
+        explanations = explain_frame(bundle, target, bundle.feature_matrix(chosen), top=top)
+        explanations[["household_id", "cutoff"]] = chosen[["household_id", "cutoff"]]
         results[target] = cause_recovery(explanations, falls, horizon_months=horizon_months)
         logger.info(
             "Cause recovery for %s over %d falls: top cause %.3f, top specific cause %.3f, listed %.3f",

@@ -117,7 +117,7 @@ def test_predict_one_household(client: TestClient, history: dict[str, Any]) -> N
     assert prediction["household_id"] == "h00003"
     assert prediction["cutoff"] == "2023-12"
     assert 0.0 <= prediction["probability"] <= 1.0
-    assert set(prediction["probabilities"]) == {"relapse", "new_poverty"}
+    assert set(prediction["probabilities"]) == {"relapse", "new_poverty", "sudden_hardship"}
     assert prediction["probability"] == prediction["probabilities"][prediction["target"]]
     assert prediction["band"] in BANDS
     assert len(prediction["top_causes"]) <= 3

@@ -109,3 +109,39 @@ def test_yearly_label_is_outcome_at_next_wave():
     )
     labels = build_labels(Panel(store), np.array([0]), horizon_months=36)
     assert labels["new_poverty"].tolist() == [1.0]
+
+
+def test_sudden_hardship_counts_rigid_spending():
+    # 1,000 a month is 12,000 a year, well above the 6,000 line. A 9,000 hospital
+    # bill in month 18 leaves 3,000 for the year, under the line, while income
+    # alone stays above it.
+    store = _store({"sick": [1000.0] * 36, "well": [1000.0] * 36})
+    store.tables["medical_claims"] = pd.DataFrame(
+        {
+            "household_id": ["sick"],
+            "month": pd.to_datetime(["2022-07-01"]).astype("datetime64[ms]"),
+            "category": ["inpatient"],
+            "total_cost": [12000.0],
+            "reimbursed": [3000.0],
+            "out_of_pocket": [9000.0],
+        }
+    )
+    labels = build_labels(Panel(store), np.array([11]), horizon_months=12).set_index("household_id")
+    assert labels.loc["sick", "sudden_hardship"] == 1.0
+    assert labels.loc["well", "sudden_hardship"] == 0.0
+    assert labels.loc["sick", "new_poverty"] == 0.0
+
+
+def test_household_already_in_hardship_is_not_at_risk_of_it():
+    store = _store({"a": [1000.0] * 36})
+    store.tables["events"] = pd.DataFrame(
+        {
+            "household_id": ["a"],
+            "month": pd.to_datetime(["2021-10-01"]).astype("datetime64[ms]"),
+            "kind": ["schooling"],
+            "loss_amount": [10000.0],
+        }
+    )
+    labels = build_labels(Panel(store), np.array([11]), horizon_months=12)
+    assert np.isnan(labels["sudden_hardship"].iloc[0])
+    assert labels["new_poverty"].iloc[0] == 0.0

@@ -290,7 +290,7 @@ def test_train_saves_champion_bundle(trained: tuple) -> None:
     assert champion_path(settings).name == CHAMPION
     assert result.bundle_path == settings.work_dir / "models" / result.version
     assert ModelBundle.load(result.bundle_path).version == result.version
-    assert bundle.targets == ["relapse", "new_poverty"]
+    assert bundle.targets == ["relapse", "new_poverty", "sudden_hardship"]
     assert bundle.cause_labels["illness"] == "Illness"
     assert bundle.training["mlflow_run_id"] == result.run_id
     assert all(model.calibrator is not None for model in bundle.models.values())

@@ -7,6 +7,11 @@ person is at or above the line. It then belongs to one target:
   before the cut-off month;
 - ``new_poverty``: it never had one.
 
+A third target, ``sudden_hardship``, applies to every household at or above
+the line whose income minus rigid spending (out-of-pocket medical and
+schooling costs) is also at or above it: 1 if, within the horizon, income
+minus rigid spending falls below the line while income alone does not.
+
 With monthly data the label is 1 if trailing income per person falls below
 that month's line in any month after the cut-off and within the horizon, and
 0 if it stays at or above in all of them. With survey waves it is the outcome
@@ -27,7 +32,11 @@ from warning.panel import Panel, month_number, month_start
 
 logger = logging.getLogger(__name__)
 
+# The two fall targets split the at-risk households between them; scoring
+# gives each household the one that applies. Sudden hardship applies to all.
 TARGETS = ("relapse", "new_poverty")
+HARDSHIP = "sudden_hardship"
+ALL_TARGETS = (*TARGETS, HARDSHIP)
 FORMERLY_POOR_STATUSES = ("poor", "exited")
 
 
@@ -47,6 +56,29 @@ def formerly_poor(panel: Panel, cutoffs: np.ndarray) -> np.ndarray:
     return flags
 
 
+def _outcome_within_horizon(panel: Panel, state: np.ndarray, cutoffs: np.ndarray, horizon: int) -> np.ndarray:
+    """Return 1 where ``state`` is 1 within the horizon after each cut-off, 0 where not, NaN unknown.
+
+    Monthly data: any month of the horizon counts, and the horizon must lie
+    inside the data. Survey waves: the next observed wave decides.
+    """
+    n_households = state.shape[0]
+    outcome = np.full((n_households, len(cutoffs)), np.nan)
+    for position, cutoff in enumerate(cutoffs):
+        window = state[:, cutoff + 1 : cutoff + 1 + horizon]
+        if window.shape[1] == 0 or (panel.period_months == 1 and window.shape[1] < horizon):
+            continue
+        known = ~np.isnan(window)
+        any_known = known.any(axis=1)
+        if panel.period_months == 1:
+            happened = (np.nan_to_num(window, nan=0.0) > 0).any(axis=1)
+        else:
+            next_wave = known.argmax(axis=1)
+            happened = window[np.arange(n_households), next_wave] > 0
+        outcome[any_known, position] = happened[any_known]
+    return outcome
+
+
 def build_labels(panel: Panel, cutoffs: np.ndarray, horizon_months: int) -> pd.DataFrame:
     """Return household_id, cutoff, and one 0/1/NaN column per target."""
     cutoffs = np.asarray(cutoffs, dtype=np.int64)
@@ -54,24 +86,17 @@ def build_labels(panel: Panel, cutoffs: np.ndarray, horizon_months: int) -> pd.D
     horizon = panel.periods_for_months(horizon_months)
     n_households = len(panel.household_ids)
 
-    fell = np.full((n_households, len(cutoffs)), np.nan)
-    for position, cutoff in enumerate(cutoffs):
-        window = below[:, cutoff + 1 : cutoff + 1 + horizon]
-        if window.shape[1] == 0 or (panel.period_months == 1 and window.shape[1] < horizon):
-            continue
-        observed = ~np.isnan(window)
-        any_observed = observed.any(axis=1)
-        if panel.period_months == 1:
-            outcome = (np.nan_to_num(window, nan=0.0) > 0).any(axis=1)
-        else:
-            next_wave = observed.argmax(axis=1)
-            outcome = window[np.arange(n_households), next_wave] > 0
-        fell[any_observed, position] = outcome[any_observed]
+    fell = _outcome_within_horizon(panel, below, cutoffs, horizon)
+    hardship = panel.in_hardship()
+    # Months under the line are poverty, not sudden hardship: in_hardship leaves them unknown.
+    entered_hardship = _outcome_within_horizon(panel, hardship, cutoffs, horizon)
 
     at_risk = below[:, cutoffs] == 0.0
     former = formerly_poor(panel, cutoffs)
     relapse = np.where(at_risk & former, fell, np.nan)
     new_poverty = np.where(at_risk & ~former, fell, np.nan)
+    hardship_at_risk = at_risk & (hardship[:, cutoffs] == 0.0)
+    sudden_hardship = np.where(hardship_at_risk, entered_hardship, np.nan)
 
     frame = pd.DataFrame(
         {
@@ -79,14 +104,15 @@ def build_labels(panel: Panel, cutoffs: np.ndarray, horizon_months: int) -> pd.D
             "cutoff": np.repeat(month_start(panel.cutoff_months(cutoffs)).to_numpy(), n_households),
             "relapse": relapse.ravel(order="F"),
             "new_poverty": new_poverty.ravel(order="F"),
+            HARDSHIP: sudden_hardship.ravel(order="F"),
         }
     )
     observed = panel.observed[:, cutoffs].ravel(order="F")
     frame = frame.loc[observed].reset_index(drop=True)
-    for target in TARGETS:
+    for target in ALL_TARGETS:
         known = frame[target].notna()
         logger.info(
-            "Labelled %s: %d household-cut-offs at risk, %d fell below the line within %d months (%.2f%%)",
+            "Labelled %s: %d household-cut-offs at risk, %d positive within %d months (%.2f%%)",
             target,
             int(known.sum()),
             int(frame.loc[known, target].sum()),

@@ -284,16 +284,14 @@ class Panel:
 
     # Income against the line.
 
-    def income_per_person_12m(self) -> np.ndarray:
-        """Return trailing 12-month net income per person at every period.
+    def _trailing_per_person(self, values: np.ndarray) -> np.ndarray:
+        """Return the trailing 12-month sum per person at every period.
 
         NaN until a full year of periods is available or where any period of
         the year was not observed.
         """
-        income = self.series(SeriesSpec("income", "amount"))
         window = self.periods_per_year
-        filled = np.nan_to_num(income, nan=0.0)
-        totals = np.cumsum(filled, axis=1)
+        totals = np.cumsum(np.nan_to_num(values, nan=0.0), axis=1)
         trailing = totals.copy()
         trailing[:, window:] -= totals[:, :-window]
         observed = np.cumsum(self.observed, axis=1)
@@ -303,9 +301,40 @@ class Panel:
         trailing[:, : window - 1] = np.nan
         return trailing / self.members[:, None]
 
+    def income_per_person_12m(self) -> np.ndarray:
+        """Return trailing 12-month net income per person at every period."""
+        return self._trailing_per_person(self.series(SeriesSpec("income", "amount")))
+
+    def rigid_spending_per_person_12m(self) -> np.ndarray:
+        """Return trailing 12-month spending a household cannot avoid, per person.
+
+        Rigid spending is out-of-pocket medical cost plus schooling cost (events
+        of kind ``schooling``). A table the dataset lacks counts as no spending,
+        so that survey data without medical records still has hardship labels
+        equal to the income test.
+        """
+        total = np.zeros(self.shape)
+        for spec in (SeriesSpec("medical_claims", "out_of_pocket"), SeriesSpec("events", "loss_amount", (("kind", ("schooling",)),))):
+            if spec.table in self.store.tables:
+                total += np.nan_to_num(self.series(spec), nan=0.0)
+        total[~self.observed] = np.nan
+        return self._trailing_per_person(total)
+
     def below_line(self) -> np.ndarray:
         """Return 1.0 where trailing income per person is under the line, 0.0 above, NaN unknown."""
         income = self.income_per_person_12m()
         below = (income < self.lines).astype(np.float64)
         below[np.isnan(income)] = np.nan
         return below
+
+    def in_hardship(self) -> np.ndarray:
+        """Return 1.0 where income minus rigid spending is under the line but income is not.
+
+        0.0 where neither holds, NaN where income is unknown or already under
+        the line (those households are poor, not in sudden hardship).
+        """
+        income = self.income_per_person_12m()
+        after_spending = income - self.rigid_spending_per_person_12m()
+        hardship = (after_spending < self.lines).astype(np.float64)
+        hardship[np.isnan(income) | (income < self.lines)] = np.nan
+        return hardship

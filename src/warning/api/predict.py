@@ -14,7 +14,7 @@ from warning.api.deps import ServiceState, StateDep
 from warning.api.histories import cross_field_errors, history_store
 from warning.api.schemas import Cause, HouseholdPrediction, PredictResponse, predict_request_model
 from warning.bundle import ModelBundle
-from warning.labels import TARGETS
+from warning.labels import ALL_TARGETS
 from warning.panel import Panel
 from warning.score import score_panel
 
@@ -31,7 +31,7 @@ def _prediction(row: Any) -> HouseholdPrediction:
         cutoff=row.cutoff.strftime("%Y-%m"),
         target=row.target,
         probability=_optional_float(row.probability),
-        probabilities={target: _optional_float(getattr(row, f"{target}_probability")) for target in TARGETS},
+        probabilities={target: _optional_float(getattr(row, f"{target}_probability")) for target in ALL_TARGETS},
         band=row.band,
         below_line_now=row.below_line_now,
         top_causes=[Cause(**cause) for cause in row.top_causes],

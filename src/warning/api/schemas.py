@@ -162,6 +162,7 @@ class ScoreItem(BaseModel):
     probability: float | None
     relapse_probability: float | None
     new_poverty_probability: float | None
+    sudden_hardship_probability: float | None
     band: str | None
     top_causes: list[Cause]
     measures: list[str]

@@ -82,6 +82,7 @@ def _item(row: Any) -> ScoreItem:
         probability=row.probability,
         relapse_probability=row.relapse_probability,
         new_poverty_probability=row.new_poverty_probability,
+        sudden_hardship_probability=row.sudden_hardship_probability,
         band=row.band,
         top_causes=json.loads(row.top_causes),
         measures=json.loads(row.measures),

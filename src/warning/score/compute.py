@@ -14,7 +14,7 @@ import pandas as pd
 from warning.bundle import ModelBundle
 from warning.explain import explain_frame
 from warning.features import Catalogue, build_features
-from warning.labels import TARGETS, formerly_poor
+from warning.labels import ALL_TARGETS, HARDSHIP, TARGETS, formerly_poor
 from warning.panel import Panel, month_start
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ SCORE_COLUMNS = [
     "probability",
     "relapse_probability",
     "new_poverty_probability",
+    "sudden_hardship_probability",
     "band",
     "top_causes",
     "measures",
@@ -123,7 +124,7 @@ def score_panel(
     missing = np.full(len(features), np.nan)
     probabilities = {
         target: bundle.models[target].probability(matrix) if target in bundle.models else missing
-        for target in TARGETS
+        for target in ALL_TARGETS
     }
     former = formerly_poor(panel, cutoffs)[positions, 0]
     target = np.where(former, RELAPSE, NEW_POVERTY)
@@ -164,6 +165,7 @@ def score_panel(
             "probability": probability,
             "relapse_probability": probabilities[RELAPSE],
             "new_poverty_probability": probabilities[NEW_POVERTY],
+            "sudden_hardship_probability": probabilities[HARDSHIP],
             "band": assign_bands(probability, band_thresholds),
             "top_causes": causes,
             "measures": measures,

@@ -56,6 +56,7 @@ class ScoreRecord(Base):
     probability: Mapped[float | None] = mapped_column(Float, index=True)
     relapse_probability: Mapped[float | None] = mapped_column(Float)
     new_poverty_probability: Mapped[float | None] = mapped_column(Float)
+    sudden_hardship_probability: Mapped[float | None] = mapped_column(Float)
     band: Mapped[str | None] = mapped_column(String)
     # JSON list of {group, label, contribution, share, measures}.
     top_causes: Mapped[str] = mapped_column(Text)

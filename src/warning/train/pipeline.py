@@ -23,7 +23,7 @@ from warning.bundle import CHAMPION, ModelBundle, models_dir, publish_champion
 from warning.contract import TABLES
 from warning.features import build_features, load_catalogue, training_cutoffs
 from warning.features.catalogue import Catalogue
-from warning.labels import TARGETS, build_labels
+from warning.labels import ALL_TARGETS, build_labels
 from warning.panel import Panel
 from warning.settings import Settings
 from warning.store import Store
@@ -95,7 +95,7 @@ def build_training_frame(store: Store, catalogue: Catalogue, settings: Settings)
     features = build_features(panel, catalogue, cutoffs)
     labels = build_labels(panel, cutoffs, settings.horizon_months)
     frame = features.merge(labels, on=KEYS, how="inner", validate="one_to_one")
-    labelled = frame[list(TARGETS)].notna().any(axis=1)
+    labelled = frame[list(ALL_TARGETS)].notna().any(axis=1)
     frame = frame.loc[labelled].reset_index(drop=True)
     logger.info(
         "Training frame: %d labelled household-cut-offs of %d, %d households, %d cut-offs",
@@ -147,7 +147,7 @@ def data_fingerprint(frame: pd.DataFrame, store: Store) -> str:
     summary = {
         "cutoffs": cutoffs,
         "labels": {
-            target: [int(frame[target].notna().sum()), float(frame[target].sum())] for target in TARGETS
+            target: [int(frame[target].notna().sum()), float(frame[target].sum())] for target in ALL_TARGETS
         },
         "tables": {name: len(store.table(name)) for name in sorted(TABLES)},
     }
@@ -193,7 +193,7 @@ def _fit_targets(
 ) -> dict[str, TargetFit]:
     """Fit every target that has enough data; skipped targets are absent from the result."""
     fits = {}
-    for target in TARGETS:
+    for target in ALL_TARGETS:
         step = time.perf_counter()
         fitted = fit_target(
             frame,
@@ -247,7 +247,7 @@ def train(store: Store, settings: Settings) -> TrainResult:
     rows = frame[BLOCK_COLUMN].value_counts().reindex(list(BLOCKS), fill_value=0).astype(int).to_dict()
 
     fits = _fit_targets(frame, feature_names, settings, timings)
-    skipped = [target for target in TARGETS if target not in fits]
+    skipped = [target for target in ALL_TARGETS if target not in fits]
     if not fits:
         raise ValueError(
             f"no target could be trained from store {store.folder}: every target lacks positive labels "

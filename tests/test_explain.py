@@ -24,6 +24,7 @@ from factories import make_store  # noqa: E402
 
 from warning.bundle import ModelBundle  # noqa: E402
 from warning.explain import cause_contributions, cause_groups_of, cause_recovery, explain, explain_frame  # noqa: E402
+from warning.explain.contributions import share_by_income_loss  # noqa: E402
 from warning.features import load_catalogue  # noqa: E402
 from warning.settings import Settings  # noqa: E402
 from warning.train import assign_blocks, build_training_frame, load_cause_groups, split_cutoffs  # noqa: E402
@@ -299,3 +300,35 @@ def test_cause_recovery_names_missing_column() -> None:
     falls = pd.DataFrame({"household_id": ["h1"], "month": [_stamp("2022-02-01")]})
     with pytest.raises(KeyError, match=r"falls frame lacks columns \['cause'\]"):
         cause_recovery(explanations, falls)
+
+
+def _sharing_bundle() -> ModelBundle:
+    return ModelBundle(
+        version="sharing",
+        feature_names=["income_per_person_12m", "illness_loss", "job_loss"],
+        cause_group_of={
+            "income_per_person_12m": "income_position",
+            "illness_loss": "illness",
+            "job_loss": "unstable_employment",
+        },
+        measures={"illness": [], "unstable_employment": [], "income_position": [], "other": []},
+        models={},
+        lines=pd.DataFrame(),
+        income_loss_features={"illness_loss": "illness", "job_loss": "unstable_employment"},
+        shared_groups={"income_position": {"income_feature": "income_per_person_12m", "min_loss_share": 0.05}},
+    )
+
+
+def test_shared_group_follows_income_lost_to_each_cause() -> None:
+    bundle = _sharing_bundle()
+    names = ["illness", "unstable_employment", "income_position", "other"]
+    groups = np.array([[0.1, 0.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    # Row 0 lost 3,000 to illness and 1,000 to a job loss; row 1 lost nothing;
+    # row 2 lost 100 out of 10,100, under the 5% floor of 505.
+    features = np.array([[6000.0, 3000.0, 1000.0], [6000.0, 0.0, 0.0], [10000.0, 100.0, np.nan]])
+    shared = share_by_income_loss(bundle, names, groups, features)
+    assert shared[0].tolist() == pytest.approx([0.1 + 1.5, 0.5, 0.0, 0.0])
+    assert shared[1].tolist() == pytest.approx([0.0, 0.0, 0.0, 1.0])
+    assert shared[2, 0] == pytest.approx(100 / 505)
+    assert shared[2, 3] == pytest.approx(405 / 505)
+    assert shared.sum(axis=1) == pytest.approx(groups.sum(axis=1))

@@ -207,5 +207,5 @@ def test_loss_since_event_measures_income_lost_after_shock(catalogue):
     )
     row = build_features(Panel(store), catalogue, np.array([23])).iloc[0]
     # 600 a month lost since July 2022: 7,200 a year for a household of two.
-    assert row["illness_income_loss_12m"] == pytest.approx(3600.0)
-    assert row["job_loss_income_loss_12m"] == 0.0
+    assert row["illness_income_loss_24m"] == pytest.approx(3600.0)
+    assert row["job_loss_income_loss_24m"] == 0.0

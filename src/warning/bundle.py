@@ -11,7 +11,8 @@ Folder layout::
     bundle.json             version, targets, features, cause groups, measures, labels,
                             period, metrics, training provenance
     <target>.lgb.txt        LightGBM model text
-    <target>.calibrator.json  isotonic calibration knots (x, y), or absent
+    <target>.calibrator.json  calibration method and its parameters (isotonic knots x, y
+                            or Platt slope and intercept), or absent
     poverty_lines.parquet   the lines table used for training
 """
 
@@ -39,25 +40,59 @@ CHAMPION = "champion"
 OTHER_GROUP = "other"
 
 
+# Calibration methods a calibrator can apply; ``auto`` in the settings chooses between them.
+CALIBRATION_METHODS = ("isotonic", "platt")
+# Raw probabilities are clipped this far inside (0, 1) before taking log-odds,
+# so that a probability of exactly 0 or 1 maps to a finite value.
+LOGIT_CLIP = 1e-7
+
+
+def log_odds(probability: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(probability, dtype=np.float64), LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
 @dataclass
 class Calibrator:
     """A monotone map from raw model probability to calibrated probability.
 
-    Stored as the knots of an isotonic regression and applied by linear
-    interpolation, so that a bundle needs no pickled scikit-learn objects.
+    ``isotonic`` keeps the knots ``x``, ``y`` of an isotonic regression and
+    applies them by linear interpolation. ``platt`` is a logistic curve on the
+    raw log-odds, ``1 / (1 + exp(-(slope * logit(raw) + intercept)))``. Both are
+    stored as plain numbers, so a bundle needs no pickled scikit-learn objects.
     """
 
-    x: np.ndarray
-    y: np.ndarray
+    x: np.ndarray = field(default_factory=lambda: np.empty(0))
+    y: np.ndarray = field(default_factory=lambda: np.empty(0))
+    method: str = "isotonic"
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}")
+        if self.method == "isotonic" and (len(self.x) == 0 or len(self.x) != len(self.y)):
+            raise ValueError(
+                f"an isotonic calibrator needs as many y as x knots and at least one, got {len(self.x)} x "
+                f"and {len(self.y)} y"
+            )
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
+        if self.method == "platt":
+            return 1.0 / (1.0 + np.exp(-(self.slope * log_odds(raw) + self.intercept)))
         return np.interp(raw, self.x, self.y)
 
-    def to_json(self) -> dict[str, list[float]]:
-        return {"x": self.x.tolist(), "y": self.y.tolist()}
+    def to_json(self) -> dict[str, object]:
+        if self.method == "platt":
+            return {"method": "platt", "slope": self.slope, "intercept": self.intercept}
+        return {"method": "isotonic", "x": self.x.tolist(), "y": self.y.tolist()}
 
     @classmethod
-    def from_json(cls, body: dict[str, list[float]]) -> Calibrator:
+    def from_json(cls, body: dict[str, object]) -> Calibrator:
+        # Bundles saved before Platt scaling existed hold only the isotonic knots.
+        method = str(body.get("method", "isotonic"))
+        if method == "platt":
+            return cls(method="platt", slope=float(body["slope"]), intercept=float(body["intercept"]))
         return cls(x=np.asarray(body["x"], dtype=np.float64), y=np.asarray(body["y"], dtype=np.float64))
 
 
@@ -97,6 +132,11 @@ class ModelBundle:
     cause_labels: dict[str, str] = field(default_factory=dict)
     # How the bundle was made: MLflow run id, data fingerprint, cut-offs and rows per block.
     training: dict[str, object] = field(default_factory=dict)
+    # Feature -> cause group of the features measuring income lost to a shock, and
+    # the groups (such as income close to the line) whose contribution is shared
+    # among the causes in proportion to that lost income. See warning.explain.
+    income_loss_features: dict[str, str] = field(default_factory=dict)
+    shared_groups: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def targets(self) -> list[str]:
@@ -130,6 +170,8 @@ class ModelBundle:
             "metrics": self.metrics,
             "cause_labels": self.cause_labels,
             "training": self.training,
+            "income_loss_features": self.income_loss_features,
+            "shared_groups": self.shared_groups,
         }
         (folder / "bundle.json").write_text(json.dumps(body, indent=2, ensure_ascii=False))
         logger.info("Saved model bundle %s with targets %s to %s", self.version, self.targets, folder)
@@ -159,6 +201,8 @@ class ModelBundle:
             metrics=body.get("metrics", {}),
             cause_labels=body.get("cause_labels", {}),
             training=body.get("training", {}),
+            income_loss_features=body.get("income_loss_features", {}),
+            shared_groups=body.get("shared_groups", {}),
         )
         logger.info("Loaded model bundle %s from %s", bundle.version, folder)
         return bundle

@@ -2,7 +2,8 @@
 
 ``pred_contrib`` gives one log-odds contribution per feature plus the bias, and
 they sum to the raw score. Summing a cause group's features gives that group's
-contribution. The causes of a row are its groups with a positive
+contribution, and a group that describes a state rather than a cause (income
+close to the line) is then shared among the causes of lost income. The causes of a row are its groups with a positive
 contribution, largest first, and a cause's share is its contribution over the
 sum of the row's positive group contributions.
 """
@@ -66,6 +67,48 @@ def cause_groups_of(bundle: ModelBundle) -> tuple[list[str], np.ndarray]:
     return names, indicator
 
 
+def share_by_income_loss(
+    bundle: ModelBundle, names: list[str], groups: np.ndarray, features: np.ndarray
+) -> np.ndarray:
+    """Move the contribution of each shared group onto the causes of lost income.
+
+    A shared group (``bundle.shared_groups``, such as income close to the line)
+    describes a state, not a cause. Its contribution in each row is split among
+    the cause groups in proportion to the yearly income per person that each
+    lost to its shocks (``bundle.income_loss_features``). Losses under
+    ``min_loss_share`` of the income before them are too small to have caused
+    the state, so ``other`` receives the difference; a row without losses gives
+    the whole contribution to ``other``. Row sums are unchanged, so the groups
+    plus the bias still add up to the raw score.
+    """
+    if not bundle.shared_groups:
+        return groups
+    groups = groups.copy()
+    position = {name: index for index, name in enumerate(names)}
+    feature_index = {name: index for index, name in enumerate(bundle.feature_names)}
+    losses = np.zeros_like(groups)
+    for feature, group in bundle.income_loss_features.items():
+        if feature in feature_index and group in position:
+            values = np.nan_to_num(features[:, feature_index[feature]], nan=0.0)
+            losses[:, position[group]] += np.clip(values, 0.0, None)
+    total_loss = losses.sum(axis=1)
+    other = position[OTHER_GROUP]
+    for name, rule in bundle.shared_groups.items():
+        if name not in position:
+            continue
+        income = np.nan_to_num(features[:, feature_index[str(rule["income_feature"])]], nan=0.0)
+        floor = float(rule.get("min_loss_share", 0.0)) * np.clip(income + total_loss, 0.0, None)
+        weights = losses.copy()
+        weights[:, other] += np.clip(floor - total_loss, 0.0, None)
+        weight_total = weights.sum(axis=1)
+        weights[weight_total == 0, other] = 1.0
+        weights /= weights.sum(axis=1, keepdims=True)
+        shared = groups[:, position[name]].copy()
+        groups[:, position[name]] = 0.0
+        groups += weights * shared[:, None]
+    return groups
+
+
 def _checked_features(bundle: ModelBundle, target: str, features: np.ndarray) -> np.ndarray:
     if target not in bundle.models:
         raise KeyError(f"model bundle {bundle.version} has no {target!r} model; it has {bundle.targets}")
@@ -88,7 +131,8 @@ def cause_contributions(
     features = _checked_features(bundle, target, features)
     names, indicator = cause_groups_of(bundle)
     contributions = bundle.models[target].contributions(features, num_threads=num_threads)
-    return pd.DataFrame(contributions[:, :-1] @ indicator, columns=names)
+    groups = share_by_income_loss(bundle, names, contributions[:, :-1] @ indicator, features)
+    return pd.DataFrame(groups, columns=names)
 
 
 def _explain_chunk(
@@ -97,7 +141,7 @@ def _explain_chunk(
     names, indicator = cause_groups_of(bundle)
     model = bundle.models[target]
     contributions = model.contributions(features, num_threads=num_threads)
-    groups = contributions[:, :-1] @ indicator
+    groups = share_by_income_loss(bundle, names, contributions[:, :-1] @ indicator, features)
     raw_score = contributions.sum(axis=1)
     columns: dict[str, np.ndarray] = {
         "raw_score": raw_score,

@@ -18,7 +18,7 @@ from warning.bundle import ModelBundle
 from warning.explain.contributions import explain_frame
 from warning.explain.recovery import CauseRecovery, cause_recovery
 from warning.features import Catalogue, build_features
-from warning.labels import formerly_poor
+from warning.labels import TARGETS, formerly_poor
 from warning.panel import Panel, month_number
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def measure_cause_recovery(
     risk = at_risk[rows, columns]
     target_of_row = {"relapse": risk & former[rows, columns], "new_poverty": risk & ~former[rows, columns]}
     results = {}
-    for target in bundle.targets:
+    for target in (name for name in TARGETS if name in bundle.models):
         chosen = features[target_of_row[target]].reset_index(drop=True)
         explanations = explain_frame(bundle, target, bundle.feature_matrix(chosen), top=top)
         explanations[["household_id", "cutoff"]] = chosen[["household_id", "cutoff"]]

@@ -133,6 +133,23 @@ class _Aggregator:
         return values * self.panel.periods_per_year / self.panel.members[:, None]
 
 
+def _without_recent(events: np.ndarray, competing: list[np.ndarray], periods: int) -> np.ndarray:
+    """Return ``events`` with the periods cleared that follow a competing event within ``periods``.
+
+    Only the competing event's period and the ``periods`` before each event are
+    read, never later ones, so the result stays point-in-time.
+    """
+    happened = np.zeros(events.shape)
+    for values in competing:
+        happened += np.nan_to_num(values, nan=0.0) != 0
+    counts = np.zeros((events.shape[0], events.shape[1] + 1))
+    np.cumsum(happened, axis=1, out=counts[:, 1:])
+    stop = np.arange(1, events.shape[1] + 1)
+    start = np.maximum(stop - 1 - periods, 0)
+    recent = (counts[:, stop] - counts[:, start]) > 0
+    return np.where(recent, 0.0, events)
+
+
 def _feature_values(feature: FeatureSpec, catalogue: Catalogue, aggregator: _Aggregator) -> np.ndarray:
     panel = aggregator.panel
     cutoffs = aggregator.cutoffs
@@ -175,6 +192,9 @@ def _feature_values(feature: FeatureSpec, catalogue: Catalogue, aggregator: _Agg
         result = aggregator.window_sum_and_count(below, window)[0] * panel.period_months
     elif kind == "loss_since_event":
         events = panel.series(catalogue.series[feature.event_series])
+        if feature.excluding:
+            events = _without_recent(events, [panel.series(catalogue.series[name]) for name in feature.excluding],
+                                     panel.periods_for_months(feature.excluding_months))
         result = aggregator.annualised_per_person(aggregator.loss_since_event(values, events, window))
     elif kind == "to_line":
         mean = aggregator.annualised_per_person(aggregator.mean(values, window))

@@ -44,6 +44,10 @@ class FeatureSpec:
     column: str | None = None
     expression: str | None = None
     event_series: str | None = None
+    # loss_since_event: events within `excluding_months` after an event of
+    # these series belong to that earlier shock and are ignored.
+    excluding: tuple[str, ...] = ()
+    excluding_months: int = 3
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ def _parse_feature(raw: dict, series: dict[str, SeriesSpec], cause_groups: set[s
     unknown = set(raw) - set(FeatureSpec.__dataclass_fields__)
     if unknown:
         raise ValueError(f"{path}: feature {name!r} has unknown keys {sorted(unknown)}")
+    if "excluding" in fields:
+        fields["excluding"] = tuple(fields["excluding"])
     feature = FeatureSpec(**fields)
     if feature.aggregation not in AGGREGATIONS:
         raise ValueError(f"{path}: feature {name!r} has aggregation {feature.aggregation!r}; known: {AGGREGATIONS}")
@@ -116,6 +122,9 @@ def _parse_feature(raw: dict, series: dict[str, SeriesSpec], cause_groups: set[s
             raise ValueError(f"{path}: feature {name!r}: divide_by works with {RATIO_AGGREGATIONS} only")
     if feature.aggregation == "loss_since_event" and feature.event_series not in series:
         raise ValueError(f"{path}: feature {name!r} needs event_series naming a defined series, got {feature.event_series!r}")
+    undefined = [name for name in feature.excluding if name not in series]
+    if undefined:
+        raise ValueError(f"{path}: feature {name!r} excludes undefined series {undefined}")
     if feature.window < 1:
         raise ValueError(f"{path}: feature {name!r} has window {feature.window}; it must be at least 1 month")
     if feature.aggregation == "drop" and not 0 < feature.recent < feature.window:

@@ -17,6 +17,9 @@ class CauseGroup:
     name: str
     label: str
     measures: tuple[str, ...]
+    # Set for a group that describes a state, not a cause (income close to the
+    # line): its contribution is shared among the causes of lost income.
+    shared_by_income_loss: dict[str, object] | None = None
 
 
 def load_cause_groups(path: Path) -> dict[str, CauseGroup]:
@@ -45,7 +48,18 @@ def load_cause_groups(path: Path) -> dict[str, CauseGroup]:
             raise ValueError(
                 f"{path}: cause group {name!r} has measures {measures!r}; expected a list of names"
             )
-        groups[str(name)] = CauseGroup(name=str(name), label=label, measures=tuple(measures))
+        shared = entry.get("shared_by_income_loss")
+        if shared is not None:
+            if not isinstance(shared, dict) or not isinstance(shared.get("income_feature"), str):
+                raise ValueError(
+                    f"{path}: cause group {name!r}: shared_by_income_loss needs income_feature, got {shared!r}"
+                )
+            share = shared.get("min_loss_share", 0.0)
+            if not isinstance(share, (int, float)) or not 0 <= share < 1:
+                raise ValueError(f"{path}: cause group {name!r}: min_loss_share must be in [0, 1), got {share!r}")
+        groups[str(name)] = CauseGroup(
+            name=str(name), label=label, measures=tuple(measures), shared_by_income_loss=shared
+        )
     if OTHER_GROUP not in groups:
         raise ValueError(
             f"{path}: the {OTHER_GROUP!r} cause group is missing; features without a cause count toward it"

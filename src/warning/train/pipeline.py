@@ -1,9 +1,12 @@
-"""Train the relapse and new-poverty models end to end and make them the champion.
+"""Train the relapse and new-poverty models end to end and register them as challenger or first champion.
 
 Steps: features and labels at every training cut-off, a temporal split with an
 embargo, one calibrated LightGBM model per target, an MLflow run with the
-models registered, a bundle folder under ``<work_dir>/models/<version>`` that
-is then copied to ``<work_dir>/models/champion``.
+models registered and a bundle folder under ``<work_dir>/models/<version>``.
+When no registered model carries the ``champion`` alias yet, the new models
+get it and the bundle is copied to ``<work_dir>/models/champion``. Otherwise
+they get the ``challenger`` alias, and ``povwarn promote`` decides whether they
+replace the champion.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,12 +29,24 @@ from warning.features import build_features, load_catalogue, training_cutoffs
 from warning.features.catalogue import Catalogue
 from warning.labels import ALL_TARGETS, build_labels
 from warning.panel import Panel
+from warning.registry.aliases import (
+    BUNDLE_VERSION_TAG,
+    CHALLENGER,
+    RegisteredBundle,
+    RegistryError,
+    ensure_champion_folder,
+    find_alias,
+    point_alias,
+)
 from warning.settings import Settings
 from warning.store import Store
 from warning.train import tracking
 from warning.train.cause_groups import CauseGroup, load_cause_groups
 from warning.train.fit import BLOCK_COLUMN, TargetFit, fit_target, lightgbm_params, share_suffix
 from warning.train.split import BLOCKS, TemporalSplit, split_cutoffs
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +74,8 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
     registered_versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Registry alias the new versions got: ``champion`` for the first model, else ``challenger``.
+    alias: str = CHAMPION
 
     def summary(self) -> str:
         """Return a few lines for the terminal: version, rows per block and the headline test metrics."""
@@ -83,6 +101,13 @@ class TrainResult:
                 f"recall {recall:.3f} and precision {precision:.3f} in the riskiest {percent:g}%"
             )
         lines.extend(f"{target}: skipped, see the warnings above" for target in self.skipped)
+        if self.alias == CHAMPION:
+            lines.append("Registered as the champion, because no champion existed yet")
+        else:
+            lines.append(
+                f"Registered as the {self.alias}; run povwarn evaluate and povwarn promote "
+                "to compare it with the champion and promote it"
+            )
         return "\n".join(lines)
 
 
@@ -228,11 +253,39 @@ def _make_bundle(
         metrics={target: fitted.metrics for target, fitted in fits.items()},
         cause_labels={name: group.label for name, group in groups.items()},
         training=training,
+        income_loss_features={
+            feature.name: feature.cause_group
+            for feature in catalogue.features
+            if feature.aggregation == "loss_since_event"
+        },
+        shared_groups={
+            name: dict(group.shared_by_income_loss)
+            for name, group in groups.items()
+            if group.shared_by_income_loss is not None
+        },
     )
 
 
+def _alias_for_new_models(client: MlflowClient, prefix: str) -> str:
+    """Return ``champion`` when no registered model under ``prefix`` carries it yet, else ``challenger``."""
+    try:
+        champion = find_alias(client, prefix, CHAMPION)
+    except RegistryError as error:
+        logger.warning("Registering the new models as %s: %s", CHALLENGER, error)
+        return CHALLENGER
+    if champion is None:
+        logger.info("No registered model under %r has the %r alias; the new models get it", prefix, CHAMPION)
+        return CHAMPION
+    logger.info("Champion is bundle %s; the new models become the %s", champion.bundle_version, CHALLENGER)
+    return CHALLENGER
+
+
 def train(store: Store, settings: Settings) -> TrainResult:
-    """Train a calibrated LightGBM model per target, track the run in MLflow and publish the champion."""
+    """Train a calibrated LightGBM model per target, track the run in MLflow and register the models.
+
+    The first trained bundle becomes the champion and is published to
+    ``<work_dir>/models/champion``; later ones become the challenger.
+    """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     groups = load_cause_groups(settings.cause_groups_path)
@@ -254,6 +307,10 @@ def train(store: Store, settings: Settings) -> TrainResult:
             f"or held-out rows (rows per block {rows}); see the warnings above"
         )
 
+    # MLflow is imported here because importing it takes seconds.
+    import mlflow
+    from mlflow import MlflowClient
+
     step = time.perf_counter()
     fingerprint = data_fingerprint(frame, store)
     metrics = {target: fitted.metrics for target, fitted in fits.items()}
@@ -268,10 +325,17 @@ def train(store: Store, settings: Settings) -> TrainResult:
     ) as run:
         run_id = run.info.run_id
         version = f"{stamp}-{run_id[:8]}"
+        # Set first, so that the registry can map these model versions to the bundle during the run.
+        mlflow.set_tag(BUNDLE_VERSION_TAG, version)
+        client = MlflowClient()
+        alias = _alias_for_new_models(client, prefix)
         registered = {
-            target: tracking.register_model(fitted.model.booster, target, prefix, sample, alias=CHAMPION)
+            target: tracking.register_model(
+                fitted.model.booster, target, prefix, sample, tags={BUNDLE_VERSION_TAG: version}
+            )
             for target, fitted in fits.items()
         }
+        point_alias(client, prefix, alias, RegisteredBundle(version, run_id, registered))
         training = {
             "mlflow_run_id": run_id,
             "mlflow_experiment": settings.mlflow_experiment,
@@ -303,7 +367,10 @@ def train(store: Store, settings: Settings) -> TrainResult:
             bundle_folder=bundle_path,
         )
     timings["mlflow_and_bundle"] = time.perf_counter() - step
-    publish_champion(bundle_path, settings)
+    if alias == CHAMPION:
+        publish_champion(bundle_path, settings)
+    else:
+        ensure_champion_folder(settings)
 
     elapsed = time.perf_counter() - started
     timings["total"] = elapsed
@@ -319,6 +386,7 @@ def train(store: Store, settings: Settings) -> TrainResult:
         skipped=skipped,
         registered_versions=registered,
         timings=timings,
+        alias=alias,
     )
     logger.info(
         "Trained bundle %s in %.1f s (%s)",

@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from warning.simulate.registrations import OPEN, Registry
 from warning.simulate.state import MonthResult
 from warning.simulate.truth import TruthRecords, TruthTracker
 from warning.simulate.writer import TableWriter, lookup, table_schema
+
+if TYPE_CHECKING:
+    from warning.simulate.oracle import RiskOracle
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,9 @@ def simulate(
     seed: int = 20210101,
     file_format: Literal["parquet", "csv"] = "parquet",
     parameters_path: Path | None = None,
+    oracle_cutoffs: list[str] | None = None,
+    oracle_replicas: int = 20,
+    horizon_months: int = 12,
 ) -> SimulationSummary:
     """Simulate households month by month and write one file per contract table to ``out_dir``.
 
@@ -110,6 +116,12 @@ def simulate(
     fall below the line (``falls``) and of every onset of sudden hardship
     (``hardship``), in the same file format as the tables. The same seed and
     parameters give identical files.
+
+    With ``oracle_cutoffs`` (``YYYY-MM`` months), it also writes ``truth/risk``:
+    each household's probability of falling below the line within
+    ``horizon_months`` after each cut-off, from ``oracle_replicas`` runs forward
+    from the state at that cut-off (see ``warning.simulate.oracle``). The
+    tables stay the same as without it.
     """
     began = time.perf_counter()
     if households < 1:
@@ -130,13 +142,20 @@ def simulate(
         out_dir,
     )
 
+    oracle = None
+    if oracle_cutoffs:
+        # Imported here because the oracle module imports this one.
+        from warning.simulate.oracle import RiskOracle
+
+        oracle = RiskOracle(oracle_cutoffs, start, months, seed, oracle_replicas, horizon_months)
+
     params = Parameters.load(parameters_path)
     run = _prepare(params, households, months, start_year, start_month_of_year, seed)
     writers = {
         name: TableWriter(out_dir, name, table_schema(TABLES[name]), file_format)
         for name in ("income", "medical_claims", "assistance", "events", "insurance")
     }
-    per_person = _run_months(run, writers, months, start_month_of_year)
+    per_person = _run_months(run, writers, months, start_month_of_year, oracle)
     rows = {name: writer.close() for name, writer in writers.items()}
     rows.update(_write_start_and_spell_tables(out_dir, file_format, run))
     DatasetInfo(
@@ -159,6 +178,8 @@ def simulate(
     hardship = _write_truth(
         out_dir, "hardship", file_format, run.tracker.hardship_onsets, ids, run.labels, causes
     )
+    if oracle is not None:
+        oracle.write(out_dir, file_format, ids)
     summary = SimulationSummary(
         out_dir=out_dir,
         households=households,
@@ -271,9 +292,18 @@ def _prepare(
 
 
 def _run_months(
-    run: _Run, writers: dict[str, TableWriter], months: int, start_month_of_year: int
+    run: _Run,
+    writers: dict[str, TableWriter],
+    months: int,
+    start_month_of_year: int,
+    oracle: RiskOracle | None = None,
 ) -> np.ndarray | None:
-    """Step every month, write its rows and track falls; return the last trailing income per person."""
+    """Step every month, write its rows and track falls; return the last trailing income per person.
+
+    At each of the ``oracle``'s cut-offs, the oracle runs its replicas from the
+    state at the end of that month. Changes here must be repeated in
+    ``RiskOracle._run_replica``.
+    """
     population, tracker = run.population, run.tracker
     fallback = population.expected_income_per_person * population.members / 12.0
     per_person: np.ndarray | None = None
@@ -308,6 +338,8 @@ def _run_months(
             run.simulation.allowance_on,
             run.simulation.low_income_on,
         )
+        if oracle is not None and oracle.wants(month):
+            oracle.record(run, month)
         if (month + 1) % LOG_EVERY_MONTHS == 0 or month + 1 == months:
             logger.info(
                 "Simulated month %s (%d of %d): %d falls below the line so far",

@@ -44,6 +44,48 @@ class SeriesSpec:
     where: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
+class LineTable:
+    """The poverty-lines table, looked up by region code, urban/rural and year.
+
+    The line of a household is the row for its urban/rural kind whose region
+    prefix is the longest prefix of its region code; an empty prefix applies
+    everywhere. A year without a line takes the latest earlier one. Lookups
+    are remembered, so a service that builds one table per model answers each
+    request without searching the lines again.
+    """
+
+    def __init__(self, lines: pd.DataFrame):
+        if lines.empty:
+            raise ValueError("the poverty_lines table is empty, so no household can be compared with a line")
+        self.lines = lines
+        self._prefixes = lines["region_prefix"].fillna("").astype(str).str.strip().to_numpy()
+        self._kinds = lines["urban_rural"].astype(str).to_numpy()
+        self._by_key: dict[tuple[str, str], pd.Series] = {}
+
+    def _yearly(self, region_code: str, urban_rural: str) -> pd.Series:
+        key = (region_code, urban_rural)
+        if key not in self._by_key:
+            match = (self._kinds == urban_rural) & np.array([region_code.startswith(prefix) for prefix in self._prefixes])
+            if not match.any():
+                raise ValueError(
+                    f"no poverty line matches region_code {region_code!r} ({urban_rural}); "
+                    "add a poverty_lines row with its prefix or an empty prefix"
+                )
+            candidates = self.lines.loc[match].assign(prefix_length=[len(prefix) for prefix in self._prefixes[match]])
+            best = candidates.sort_values(["year", "prefix_length"]).groupby("year").tail(1)
+            self._by_key[key] = best.set_index("year")["line"].sort_index()
+        return self._by_key[key]
+
+    def lines_for(self, region_code: str, urban_rural: str, years: np.ndarray) -> np.ndarray:
+        """Return the line per person per year of one kind of household in each of ``years``."""
+        by_year = self._yearly(region_code, urban_rural)
+        position = np.searchsorted(by_year.index.to_numpy(), years, side="right") - 1
+        if (position < 0).any():
+            year = int(np.asarray(years)[position < 0][0])
+            raise ValueError(f"no poverty line for year {year} or earlier for region_code {region_code!r} ({urban_rural})")
+        return by_year.to_numpy(dtype=np.float64)[position]
+
+
 class Panel:
     """Households, the period grid, monitoring lines and observed cells of one store.
 
@@ -51,7 +93,7 @@ class Panel:
     service scores request histories against the lines the model learned with.
     """
 
-    def __init__(self, store: Store, lines: pd.DataFrame | None = None, last_month: int | None = None):
+    def __init__(self, store: Store, lines: pd.DataFrame | LineTable | None = None, last_month: int | None = None):
         self.store = store
         self.period_months = store.info.period_months
         households = store.table("households").drop_duplicates("household_id").reset_index(drop=True)
@@ -77,6 +119,8 @@ class Panel:
         self.lines = self._line_per_cell(store.table("poverty_lines") if lines is None else lines)
         self._cache: dict[SeriesSpec, np.ndarray] = {}
         self._rows_cache: dict[str, np.ndarray] = {}
+        self._columns_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._categories_cache: dict[tuple[str, str], pd.Index] = {}
         self._periods_cache: dict[tuple[str, str], np.ndarray] = {}
         logger.debug(
             "Built panel of %d households x %d periods of %d month(s) from %s",
@@ -122,46 +166,16 @@ class Panel:
         observed[rows[keep], periods[keep]] = True
         return observed
 
-    def _line_per_cell(self, lines: pd.DataFrame) -> np.ndarray:
-        """Return the yearly monitoring line per person for every household and period.
-
-        The line of a household is the row for its urban/rural kind whose
-        region prefix is the longest prefix of its region code; an empty prefix
-        applies everywhere. A year without a line takes the latest earlier one.
-        """
-        if lines.empty:
-            raise ValueError("the poverty_lines table is empty, so no household can be compared with a line")
+    def _line_per_cell(self, lines: pd.DataFrame | LineTable) -> np.ndarray:
+        """Return the yearly monitoring line per person for every household and period."""
+        table = lines if isinstance(lines, LineTable) else LineTable(lines)
         years = (self.period_start_months // 12).astype(np.int64)
         wanted_years = np.unique(years)
-        prefixes = lines["region_prefix"].fillna("").astype(str).str.strip()
-        kinds = self.households[["region_code", "urban_rural"]].astype(str).drop_duplicates()
-        table: dict[tuple[str, str], np.ndarray] = {}
-        for region_code, urban_rural in kinds.itertuples(index=False):
-            match = (lines["urban_rural"].astype(str) == urban_rural).to_numpy() & np.array(
-                [region_code.startswith(prefix) for prefix in prefixes]
-            )
-            if not match.any():
-                raise ValueError(
-                    f"no poverty line matches region_code {region_code!r} ({urban_rural}); "
-                    "add a poverty_lines row with its prefix or an empty prefix"
-                )
-            candidates = lines.loc[match].assign(prefix_length=prefixes[match].str.len())
-            best = candidates.sort_values(["year", "prefix_length"]).groupby("year").tail(1)
-            by_year = best.set_index("year")["line"].sort_index()
-            values = np.empty(len(wanted_years))
-            for position, year in enumerate(wanted_years):
-                earlier = by_year.loc[:year]
-                if earlier.empty:
-                    raise ValueError(
-                        f"no poverty line for year {year} or earlier for region_code {region_code!r} ({urban_rural})"
-                    )
-                values[position] = float(earlier.iloc[-1])
-            table[(region_code, urban_rural)] = values
-        cell_lines = np.empty(self.shape)
         year_position = np.searchsorted(wanted_years, years)
-        keys = list(zip(self.households["region_code"].astype(str), self.households["urban_rural"].astype(str)))
-        for row, key in enumerate(keys):
-            cell_lines[row] = table[key][year_position]
+        cell_lines = np.empty(self.shape)
+        keys = zip(self.households["region_code"].astype(str), self.households["urban_rural"].astype(str))
+        for row, (region_code, urban_rural) in enumerate(keys):
+            cell_lines[row] = table.lines_for(region_code, urban_rural, wanted_years)[year_position]
         return cell_lines
 
     # Series.
@@ -201,21 +215,43 @@ class Panel:
             self._periods_cache[key] = periods
         return self._periods_cache[key]
 
-    def _selection(self, spec: SeriesSpec) -> np.ndarray:
-        frame = self.store.table(spec.table)
-        selected = np.ones(len(frame), dtype=bool)
-        for column, allowed in spec.where:
+    def _column(self, table: str, column: str) -> np.ndarray:
+        """Return a table column as a numpy array, converted once per column.
+
+        Text columns become integer codes (see ``_categories``), which compare
+        and filter far faster than Python strings.
+        """
+        key = (table, column)
+        if key not in self._columns_cache:
+            frame = self.store.table(table)
             if column not in frame.columns:
-                raise KeyError(f"series filter names column {column!r}, which table {spec.table!r} lacks")
-            selected &= frame[column].isin(allowed).to_numpy()
+                raise KeyError(f"series filter names column {column!r}, which table {table!r} lacks")
+            values = frame[column]
+            if values.dtype.kind in "fiub":
+                self._columns_cache[key] = values.to_numpy()
+            else:
+                codes, categories = pd.factorize(values, use_na_sentinel=True)
+                self._columns_cache[key] = codes
+                self._categories_cache[key] = pd.Index(categories)
+        return self._columns_cache[key]
+
+    def _codes_of(self, table: str, column: str, allowed: tuple[str, ...]) -> np.ndarray:
+        self._column(table, column)
+        categories = self._categories_cache[(table, column)]
+        positions = categories.get_indexer(list(allowed))
+        return positions[positions >= 0]
+
+    def _selection(self, spec: SeriesSpec) -> np.ndarray:
+        selected = np.ones(len(self.store.table(spec.table)), dtype=bool)
+        for column, allowed in spec.where:
+            selected &= np.isin(self._column(spec.table, column), self._codes_of(spec.table, column, allowed))
         return selected
 
     def _build_series(self, spec: SeriesSpec) -> np.ndarray:
         if spec.table == "insurance":
             if spec.value != "enrolled":
                 raise ValueError(f"insurance series take value 'enrolled', got {spec.value!r}")
-            frame = self.store.table(spec.table)
-            return self._insurance_share(frame[self._selection(spec)])
+            return self._insurance_share(self._selection(spec))
         selected = self._selection(spec)
         rows = self._table_rows(spec.table)[selected]
         if spec.table in SPELL_TABLES:
@@ -261,25 +297,31 @@ class Panel:
         change -= np.bincount(rows[keep] * (n_periods + 1) + stop, minlength=change.size)
         return np.cumsum(change.reshape(n_households, n_periods + 1), axis=1)[:, :n_periods]
 
-    def _insurance_share(self, frame: pd.DataFrame) -> np.ndarray:
-        # A yearly enrolment is known from January of that year, when the
-        # contribution is paid, so it applies to every period of the year.
-        enrolled = frame[frame["enrolled"].astype(bool)]
-        persons = enrolled.drop_duplicates(["person_id", "year"])
-        counts = persons.groupby(["household_id", "year"]).size()
-        if counts.empty:
-            return np.zeros(self.shape)
-        rows = self.household_positions(counts.index.get_level_values("household_id").to_series())
-        years = counts.index.get_level_values("year").to_numpy()
+    def _insurance_share(self, selected: np.ndarray) -> np.ndarray:
+        """Return the share of members enrolled, per household and period.
+
+        A yearly enrolment is known from January of that year, when the
+        contribution is paid, so it applies to every period of the year. A
+        person counts once per year, however many rows name them.
+        """
+        keep = selected & self._column("insurance", "enrolled").astype(bool)
+        rows = self._table_rows("insurance")[keep]
+        years = self._column("insurance", "year")[keep].astype(np.int64)
+        persons = self._column("insurance", "person_id")[keep]
         period_years = self.period_start_months // 12
         shares = np.zeros(self.shape)
+        if rows.size == 0:
+            return shares
+        _, first = np.unique(persons.astype(np.int64) * 10_000 + years, return_index=True)
+        rows, years = rows[first], years[first]
         for year in np.unique(years):
             columns = np.flatnonzero(period_years == year)
-            if columns.size == 0:
+            in_year = (years == year) & (rows >= 0)
+            if columns.size == 0 or not in_year.any():
                 continue
-            mask = (years == year) & (rows >= 0)
-            share = counts.to_numpy()[mask] / self.members[rows[mask]]
-            shares[np.ix_(rows[mask], columns)] = np.minimum(share, 1.0)[:, None]
+            counts = np.bincount(rows[in_year], minlength=len(self.members))
+            share = np.minimum(counts / self.members, 1.0)
+            shares[:, columns] = share[:, None]
         return shares
 
     # Income against the line.

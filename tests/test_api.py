@@ -73,9 +73,20 @@ def work_dir(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def without_registry(work_dir: Path) -> str:
+    """Return a tracking URI of a registry that does not exist, so the champion comes from the folder."""
+    return f"sqlite:///{work_dir / 'mlruns' / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="module")
 def settings(work_dir: Path) -> Settings:
-    return Settings(work_dir=work_dir, band_thresholds=BANDS, top_causes=3, max_households_per_request=MAX_HOUSEHOLDS)
+    return Settings(
+        work_dir=work_dir,
+        mlflow_tracking_uri=without_registry(work_dir),
+        band_thresholds=BANDS,
+        top_causes=3,
+        max_households_per_request=MAX_HOUSEHOLDS,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +262,7 @@ def test_predict_rejects_cross_field_problems(client: TestClient, store: Store, 
 
 
 def test_predict_without_model_returns_503(tmp_path: Path, history: dict[str, Any]) -> None:
-    settings = Settings(work_dir=tmp_path)
+    settings = Settings(work_dir=tmp_path, mlflow_tracking_uri=without_registry(tmp_path))
 
     with TestClient(create_app(settings)) as client:
         predict = client.post("/v1/predict", json={"households": [history]})
@@ -397,7 +408,7 @@ def test_scores_rejects_invalid_query(client: TestClient, params: dict[str, Any]
 
 
 def test_scores_without_database_table(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(work_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(work_dir=tmp_path, mlflow_tracking_uri=without_registry(tmp_path)))) as client:
         response = client.get("/v1/scores")
 
     assert response.status_code == 503

@@ -45,6 +45,9 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     work_dir: WorkDir = None,
+    as_feeds: Annotated[
+        bool, typer.Option("--as-feeds", help="also write the tables as department feeds under OUT/feeds")
+    ] = False,
 ) -> None:
     """Simulate households and write the contract tables, with the true cause of every fall."""
     from warning.simulate import simulate as run_simulation
@@ -58,8 +61,11 @@ def simulate(
         start=settings.simulate_start,
         seed=settings.seed if seed is None else seed,
         file_format=_file_format(file_format),
+        as_feeds=as_feeds,
     )
     typer.echo(f"Simulated {summary}")
+    if as_feeds:
+        typer.echo(f"Department feeds written to {out / 'feeds'}; ingest them with `povwarn feeds ingest`")
 
 
 def _file_format(value: str) -> Literal["parquet", "csv"]:
@@ -149,6 +155,44 @@ def causes(
 
 
 @app.command()
+def evaluate(
+    store: Annotated[Path | None, typer.Option(help="store folder (default: WORK_DIR/store)")] = None,
+    origins: Annotated[
+        int | None, typer.Option(help="successive backtest origins (default: setting backtest_origins)")
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="simulator truth folder with falls and risk files (default: WORK_DIR/simulated/truth if present)"
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="bundle folder of the evaluated model (default: the champion, if any)")
+    ] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Backtest every target at rolling origins against the rule baseline, the oracle and slices."""
+    from warning.bundle import ModelBundle, champion_path
+    from warning.evaluate import evaluate as run_evaluation
+    from warning.evaluate.run import format_summary
+    from warning.store import read_store
+
+    settings = _settings(work_dir)
+    bundle_folder = bundle or champion_path(settings)
+    evaluated = ModelBundle.load(bundle_folder) if (bundle_folder / "bundle.json").exists() else None
+    if bundle is not None and evaluated is None:
+        raise typer.BadParameter(
+            f"bundle.json not found in {bundle}; pass a bundle folder written by `povwarn train`"
+        )
+    default_truth = settings.work_dir / "simulated" / "truth"
+    truth = truth or (default_truth if default_truth.is_dir() else None)
+    result = run_evaluation(
+        read_store(store or settings.store_dir), settings, bundle=evaluated, truth=truth, origins=origins
+    )
+    typer.echo(format_summary(result.report, result.path))
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port")] = None,
@@ -218,6 +262,120 @@ def real(
     score(store=None, work_dir=None)
     if not no_serve:
         serve(host=None, port=None, work_dir=None)
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        str | None, typer.Option(help="bundle version to promote (default: the one with the 'challenger' alias)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="promote even when the gate rejects it; needs --reason")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="the analyst's justification of a forced promotion")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="who requests the promotion (default: the login name)")] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Compare a challenger's backtest with the champion's and make it the champion if it is not worse."""
+    from warning.registry.cards import write_card
+    from warning.registry.promotion import promote as run_promotion
+
+    settings = _settings(work_dir)
+    if force and not (reason or "").strip():
+        raise typer.BadParameter("--force needs --reason with the analyst's justification", param_hint="--reason")
+    try:
+        decision = run_promotion(settings, version=version, force=force, reason=reason, requested_by=by)
+    except (LookupError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"Promotion failed: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(decision.summary())
+    card = write_card(settings, decision.challenger)
+    typer.echo(f"Model card: {card}")
+    if not decision.promoted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def card(
+    version: Annotated[
+        list[str] | None, typer.Option(help="bundle version; repeat for several (default: every registered version)")
+    ] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Write the Markdown model card of registered bundle versions and log each to its MLflow run."""
+    from warning.registry.cards import write_cards
+
+    settings = _settings(work_dir)
+    try:
+        paths = write_cards(settings, version or None)
+    except (LookupError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"Writing model cards failed: {error}", err=True)
+        raise typer.Exit(2) from error
+    for path in paths:
+        typer.echo(f"Wrote {path}")
+
+
+@app.command()
+def drift(
+    store: Annotated[Path | None, typer.Option(help="store folder (default: WORK_DIR/store)")] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Report the PSI of each feature and score of the champion between its training window and the newest month."""
+    from warning.monitor import measure_drift, write_drift_report
+    from warning.registry.aliases import load_champion_by_alias
+    from warning.store import read_store
+
+    settings = _settings(work_dir)
+    bundle, _ = load_champion_by_alias(settings)
+    report = measure_drift(read_store(store or settings.store_dir), bundle, settings)
+    json_path, markdown_path = write_drift_report(report, settings)
+    drifting = report.drifting
+    typer.echo(
+        f"Model {report.bundle_version}, {report.current_cutoff} against the training window: "
+        f"{len(drifting)} of {len(report.variables)} variables drift"
+    )
+    for item in drifting:
+        typer.echo(f"  {item.name}: PSI {item.psi:.3f} ({item.level})")
+    typer.echo(f"Reports: {json_path} and {markdown_path}")
+
+
+feeds_app = typer.Typer(help="Department feeds: ingest deliveries and list the feeds they may contain.", no_args_is_help=True)
+app.add_typer(feeds_app, name="feeds")
+
+
+@feeds_app.command("ingest")
+def feeds_ingest(
+    source: Annotated[Path, typer.Argument(help="delivery folder with the department feed files of one batch")],
+    store: Annotated[Path | None, typer.Option(help="store folder to update (default: WORK_DIR/store)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="delivery date YYYY-MM-DD; later months and dates are rejected (default: today)")
+    ] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Check, link and hash one delivery of department feeds and merge it into the store.
+
+    Needs POVWARN_ID_HASH_SECRET, the key of the hash that replaces identity numbers.
+    """
+    from warning.feeds import FeedIngestError, ingest_feeds
+
+    settings = _settings(work_dir)
+    try:
+        report = ingest_feeds(source, store or settings.store_dir, as_of=as_of, settings=settings)
+    except FeedIngestError as error:
+        typer.echo(f"Feed ingest failed: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(report.summary())
+
+
+@feeds_app.command("list")
+def feeds_list(work_dir: WorkDir = None) -> None:
+    """List every feed of the specifications: its file patterns and the contract table it fills."""
+    from warning.feeds import load_specs
+
+    settings = _settings(work_dir)
+    for spec in load_specs(settings.feed_specs_dir):
+        target = spec.target or "(members)"
+        typer.echo(f"{spec.feed:<42} {target:<15} {', '.join(spec.files)}  {spec.title}")
 
 
 @app.command("export-openapi")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +62,61 @@ class Settings(BaseSettings):
         0.05, gt=0, lt=1, description="share of the riskiest households staff can visit, for recall and precision"
     )
 
+    # Calibration: ``auto`` fits both methods on folds of the validation block
+    # and keeps the one with the lower out-of-fold criterion.
+    calibration_method: Literal["auto", "isotonic", "platt"] = "auto"
+    calibration_criterion: Literal["brier", "ece"] = Field(
+        "brier", description="out-of-fold score that decides between isotonic and Platt calibration"
+    )
+    calibration_folds: int = Field(5, ge=2, description="folds of the validation block, grouped by household")
+
+    # Evaluation: rolling-origin backtest, the rule baseline and fairness slices.
+    capacity_share: float = Field(
+        0.05, gt=0, le=1, description="share of each county's households staff can visit at a cut-off"
+    )
+    backtest_origins: int = Field(4, ge=1, description="successive origins of the rolling-origin backtest")
+    backtest_test_cutoffs: int = Field(1, ge=1, description="labelled cut-offs tested after each origin")
+    # The cap bounds the backtest's cost on large stores. At its default, a
+    # store the size of the default simulation trains on every household.
+    backtest_max_train_households: int = Field(
+        50_000, ge=0, description="households sampled for each origin's training; 0 uses all of them"
+    )
+    rule_income_multiplier: float = Field(
+        1.5, gt=0, description="the rule flags trailing income per person under this multiple of the line"
+    )
+    rules_path: Path = Field(
+        PROJECT_ROOT / "features" / "rules.yaml", description="named-risk rules of departments (YAML)"
+    )
+    max_recall_gap: float = Field(
+        0.10, ge=0, le=1, description="largest allowed gap in recall at capacity between slices of a dimension"
+    )
+    slice_min_positives: int = Field(
+        20, ge=1, description="a slice with fewer positive labels is reported but left out of the recall gap"
+    )
+
+    # Promotion gate. For every target, the challenger's backtest mean ROC-AUC and
+    # recall at capacity may fall below the champion's by at most their tolerance,
+    # and its mean ECE may rise by at most its tolerance. Its largest slice recall
+    # gap must also be within max_recall_gap.
+    promotion_auc_tolerance: float = Field(0.005, ge=0, le=1, description="allowed fall in mean ROC-AUC")
+    promotion_recall_tolerance: float = Field(
+        0.01, ge=0, le=1, description="allowed fall in mean recall at capacity"
+    )
+    promotion_ece_tolerance: float = Field(0.01, ge=0, le=1, description="allowed rise in mean ECE")
+    promotion_same_origins: bool = Field(
+        True, description="require both backtests to use the same origins, so they compare like with like"
+    )
+    model_cards_dir: Path = Field(PROJECT_ROOT / "models" / "cards", description="folder of generated model cards")
+    known_limits_path: Path = Field(
+        PROJECT_ROOT / "models" / "known_limits.yaml", description="limits that model cards list per dataset"
+    )
+
+    # Drift: population stability index between the training window and the newest month.
+    drift_bins: int = Field(10, ge=2, description="quantile bins of the training window per feature")
+    drift_epsilon: float = Field(1e-4, gt=0, lt=0.01, description="share given to an empty bin before the log")
+    drift_moderate_psi: float = Field(0.1, gt=0, description="PSI from which a feature's drift is moderate")
+    drift_major_psi: float = Field(0.2, gt=0, description="PSI above which a feature's drift is major")
+
     # Risk bands: a probability at or above a threshold gets that band.
     band_thresholds: dict[str, float] = Field(default_factory=lambda: {"high": 0.5, "medium": 0.2, "low": 0.0})
     top_causes: int = Field(3, ge=1)
@@ -69,11 +126,38 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_households_per_request: int = Field(1000, ge=1)
 
+    # Department feeds.
+    id_hash_secret: SecretStr | None = Field(
+        None, description="key of the HMAC that replaces identity numbers; required to ingest feeds"
+    )
+    region_codes_path: Path | None = Field(
+        None, description="CSV of region codes with validity dates and successors; empty uses the packaged table"
+    )
+    feed_specs_dir: Path | None = Field(
+        None, description="folder of department feed specifications (*.yaml); empty uses the packaged ones"
+    )
+    feed_unit_error_ratio: float = Field(
+        1000.0, gt=1, description="an amount this many times its usual level is quarantined as a likely unit error"
+    )
+    feed_unit_min_rows: int = Field(
+        4, ge=2, description="rows a person or household needs before its amounts are checked for unit errors"
+    )
+
     @field_validator("band_thresholds")
     @classmethod
     def _bands_cover_zero(cls, value: dict[str, float]) -> dict[str, float]:
         if not value or min(value.values()) > 0:
             raise ValueError(f"POVWARN_BAND_THRESHOLDS must include a band starting at 0, got {value}")
+        return value
+
+    @field_validator("drift_major_psi")
+    @classmethod
+    def _major_above_moderate(cls, value: float, info: ValidationInfo) -> float:
+        moderate = info.data.get("drift_moderate_psi")
+        if moderate is not None and value <= moderate:
+            raise ValueError(
+                f"POVWARN_DRIFT_MAJOR_PSI must be above POVWARN_DRIFT_MODERATE_PSI ({moderate}), got {value}"
+            )
         return value
 
     @property

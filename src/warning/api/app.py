@@ -7,12 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import warning
@@ -82,13 +84,29 @@ async def _log_unexpected_error(request: Request, error: Exception) -> Response:
     )
 
 
+class ServiceHealth(Health):
+    """Health of the service, with where the champion model came from."""
+
+    champion_source: Literal["registry", "folder"] | None = Field(
+        None,
+        description="registry: loaded through the MLflow alias 'champion'; "
+        "folder: from the champion folder, because no registry alias exists or the registry failed",
+    )
+    registry_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="registered model name -> version that the alias 'champion' points at; empty for a folder champion",
+    )
+    registry_error: str | None = Field(None, description="why the registry could not be read")
+
+
 def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
-    @app.get("/health", response_model=Health, tags=["system"], summary="Report model and database status")
-    def health(state: StateDep) -> Health:
-        """Report whether a model is loaded and the score database is reachable."""
+    @app.get("/health", response_model=ServiceHealth, tags=["system"], summary="Report model and database status")
+    def health(state: StateDep) -> ServiceHealth:
+        """Report whether a model is loaded, which registered versions it is, and whether the score database is reachable."""
         bundle = state.bundle
+        champion = state.champion
         reachable = state.database_reachable()
-        return Health(
+        return ServiceHealth(
             status="ok" if bundle is not None and reachable else "degraded",
             model_loaded=bundle is not None,
             model_version=None if bundle is None else bundle.version,
@@ -96,6 +114,9 @@ def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
             model_error=None if state.bundle_error is None else f"{state.bundle_error}; run povwarn train",
             database_url=state.database_url,
             database_reachable=reachable,
+            champion_source=None if champion is None else champion.source,
+            registry_versions={} if champion is None else champion.registered_versions,
+            registry_error=state.registry_error,
         )
 
     @app.get("/metrics", tags=["system"], include_in_schema=False)

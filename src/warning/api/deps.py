@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from warning.bundle import ModelBundle, champion_path, load_champion
+from warning.registry.aliases import ChampionSource, RegistryError, load_champion_by_alias
 from warning.features import Catalogue, load_catalogue
 from warning.score import display_url, make_engine
 from warning.settings import Settings
@@ -28,6 +29,10 @@ class ServiceState:
     engine: Engine
     bundle: ModelBundle | None
     bundle_error: str | None
+    # Where the champion came from: the registry alias or the champion folder.
+    champion: ChampionSource | None = None
+    # Why the registry could not be used, when the service fell back to the champion folder.
+    registry_error: str | None = None
 
     @property
     def database_url(self) -> str:
@@ -43,17 +48,34 @@ class ServiceState:
         return True
 
 
+def _load_champion(settings: Settings) -> tuple[ModelBundle, ChampionSource, str | None]:
+    """Load the champion by its registry alias, or from the champion folder when the registry fails."""
+    try:
+        bundle, source = load_champion_by_alias(settings)
+        return bundle, source, None
+    except RegistryError as error:
+        logger.error("Loading the champion by alias failed, so the champion folder is loaded: %s", error)
+        bundle = load_champion(settings)
+        source = ChampionSource(source="folder", folder=champion_path(settings), bundle_version=bundle.version)
+        return bundle, source, str(error)
+
+
 def load_service_state(settings: Settings) -> ServiceState:
     """Load the champion bundle and the feature catalogue, and create the engine.
 
-    A missing or unreadable bundle does not stop the service: predict then
-    returns 503 and /health reports why.
+    The champion is the bundle that the registry's ``champion`` alias points
+    at, or the champion folder without a registry. A missing or unreadable
+    bundle does not stop the service: predict then returns 503 and /health
+    reports why.
     """
     folder = champion_path(settings)
     bundle: ModelBundle | None = None
     bundle_error: str | None = None
+    source: ChampionSource | None = None
+    registry_error: str | None = None
     try:
-        bundle = load_champion(settings)
+        bundle, source, registry_error = _load_champion(settings)
+        folder = source.folder
     except FileNotFoundError as error:
         bundle_error = f"no model bundle in {folder}"
         logger.debug("Loading the champion failed: %s", error)
@@ -67,10 +89,13 @@ def load_service_state(settings: Settings) -> ServiceState:
         engine=make_engine(settings.score_database_url),
         bundle=bundle,
         bundle_error=bundle_error,
+        champion=source,
+        registry_error=registry_error,
     )
     logger.info(
-        "Service ready: model %s, score database %s",
+        "Service ready: model %s from the %s, score database %s",
         bundle.version if bundle is not None else "none",
+        source.source if source is not None else "nowhere",
         state.database_url,
     )
     return state

@@ -1,10 +1,7 @@
 """MLflow tracking of training runs and registration of the models in the Model Registry.
 
-MLflow 3.x raises on the file-based tracking store (``file:...``) unless
-``MLFLOW_ALLOW_FILE_STORE`` is set, and keeps it in maintenance mode, so runs
-and the registry go to SQLite. A ``file:`` URI or plain folder is read as "an
-MLflow store in this folder": the database is ``<folder>/mlflow.db`` and the
-artifacts go to ``<folder>/artifacts``. Both work offline.
+How tracking URIs map to a SQLite store is described in
+``warning.registry.aliases``, which also names the registered models.
 """
 
 from __future__ import annotations
@@ -13,47 +10,19 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from warning.registry.aliases import registered_model_name, resolve_tracking
+
 logger = logging.getLogger(__name__)
 
-SQLITE_PREFIX = "sqlite:///"
-DATABASE_NAME = "mlflow.db"
-ARTIFACTS_FOLDER = "artifacts"
 # MLflow rejects parameter values longer than 6000 characters (MLflow 3.x limit).
 MAX_PARAM_LENGTH = 6000
 
-
-def resolve_tracking(uri: str) -> tuple[str, str | None]:
-    """Return the tracking URI to use and the artifact location for new experiments.
-
-    The artifact location is None for remote servers, which choose their own.
-    """
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file") and uri:
-        folder = Path(parsed.path if parsed.scheme == "file" else uri).resolve()
-        database = folder / DATABASE_NAME
-        resolved = f"{SQLITE_PREFIX}{database}"
-        logger.warning(
-            "MLflow 3 rejects the file tracking store %s, so runs go to %s; "
-            "set POVWARN_MLFLOW_TRACKING_URI=%s to silence this warning",
-            uri,
-            resolved,
-            resolved,
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        return resolved, (folder / ARTIFACTS_FOLDER).as_uri()
-    if uri.startswith(SQLITE_PREFIX):
-        database = Path(uri[len(SQLITE_PREFIX) :]).resolve()
-        database.parent.mkdir(parents=True, exist_ok=True)
-        # Without an explicit location MLflow puts artifacts in ./mlruns of the
-        # current directory, away from the database.
-        return f"{SQLITE_PREFIX}{database}", (database.parent / ARTIFACTS_FOLDER).as_uri()
-    return uri, None
+__all__ = ["log_run_contents", "register_model", "registered_model_name", "resolve_tracking", "training_run"]
 
 
 @contextlib.contextmanager
@@ -103,14 +72,17 @@ def log_run_contents(
     mlflow.log_artifacts(str(bundle_folder), artifact_path="bundle")
 
 
-def registered_model_name(prefix: str, target: str) -> str:
-    return f"{prefix}-{target.replace('_', '-')}"
+def register_model(
+    booster: lgb.Booster,
+    target: str,
+    prefix: str,
+    sample: pd.DataFrame,
+    alias: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Log a target's booster to the active run, register it, tag the new version and point ``alias`` at it.
 
-
-def register_model(booster: lgb.Booster, target: str, prefix: str, sample: pd.DataFrame, alias: str) -> str:
-    """Log a target's booster to the active run, register it and point ``alias`` at the new version.
-
-    Returns the registered version.
+    Returns the registered version. With ``alias`` None the caller moves aliases.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -127,6 +99,12 @@ def register_model(booster: lgb.Booster, target: str, prefix: str, sample: pd.Da
         pip_requirements=[f"lightgbm=={lgb.__version__}"],
     )
     version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(name, alias, version)
-    logger.info("Registered %s version %s and set alias %r on it", name, version, alias)
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, version, key, value)
+    if alias is not None:
+        client.set_registered_model_alias(name, alias, version)
+        logger.info("Registered %s version %s and set alias %r on it", name, version, alias)
+    else:
+        logger.info("Registered %s version %s", name, version)
     return version

@@ -109,6 +109,7 @@ def simulate(
     oracle_cutoffs: list[str] | None = None,
     oracle_replicas: int = 20,
     horizon_months: int = 12,
+    as_feeds: bool = False,
 ) -> SimulationSummary:
     """Simulate households month by month and write one file per contract table to ``out_dir``.
 
@@ -122,6 +123,9 @@ def simulate(
     ``horizon_months`` after each cut-off, from ``oracle_replicas`` runs forward
     from the state at that cut-off (see ``warning.simulate.oracle``). The
     tables stay the same as without it.
+
+    With ``as_feeds``, the tables are also written as department feeds under
+    ``feeds/`` (see ``warning.simulate.feeds``).
     """
     began = time.perf_counter()
     if households < 1:
@@ -172,6 +176,10 @@ def simulate(
         },
     ).write(out_dir)
 
+    if as_feeds:
+        from warning.simulate.feeds import write_feeds
+
+        write_feeds(out_dir, run.population, start_year, start_month_of_year, seed, file_format)
     causes = [str(name) for name in params.get("causes")]
     ids = run.population.household_ids
     falls = _write_truth(out_dir, "falls", file_format, run.tracker.falls, ids, run.labels, causes)

@@ -1,0 +1,900 @@
+"""Ingest one delivery of department feeds: check, link, hash, merge, then write the household store.
+
+The run, in order:
+
+1. Match each delivered file to an export of the feed specifications.
+2. Read it (UTF-8, or GBK decoded), check every source column, and quarantine
+   bad rows with the file, row, column, cell (identity numbers masked) and reason.
+3. Replace identity numbers by keyed hashes and link persons to households
+   through the household roster (households and members go first).
+4. Map the rows onto the contract table of the export and check them with the
+   contract's pandera schema (``warning.ingest.table_schema``).
+5. Quarantine amounts far above the usual level of their person or household
+   as likely unit errors.
+6. Merge the rows into what the feed delivered before: the latest delivery wins
+   and replaced rows go to a history table.
+7. Build each contract table from every feed (two feeds with the same contract
+   row: the latest delivery wins, then the lower ``precedence``), pass it
+   through ``warning.ingest.ingest`` into the store, and write lineage, the
+   households to re-score, the report and the quarantine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandera.errors import SchemaErrors
+
+from warning.contract import TABLES, DatasetInfo
+from warning.feeds.identity import IdentityHasher, mask_identities
+from warning.feeds.parse import (
+    MISSING_COLUMN,
+    MISSING_VALUE,
+    PROBLEM_COLUMNS,
+    no_problems,
+    parse_column,
+    problem_frame,
+)
+from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, read_feed_file
+from warning.feeds.regions import RegionCodes
+from warning.feeds.report import FeedCounts, FeedReport, FileReport
+from warning.feeds.spec import ExportSpec, load_specs
+from warning.feeds.state import (
+    LINEAGE_COLUMNS,
+    MergeResult,
+    append_frame,
+    key_columns,
+    merge_delivery,
+    read_frame,
+)
+from warning.ingest import ingest, table_schema
+from warning.ingest.schemas import VALIDATION_DTYPES, row_rules
+from warning.settings import Settings, get_settings
+from warning.store import PANDAS_DTYPES
+
+logger = logging.getLogger(__name__)
+
+FEEDS_DIR = "feeds"
+RESCORE_FILE = "rescore.parquet"
+DELIVERIES_FILE = "deliveries.json"
+QUARANTINE_COLUMNS = ("feed", "file", *PROBLEM_COLUMNS)
+
+EMPTY_ROW = "empty row"
+NOT_IN_ROSTER = "person not in the household roster"
+HEAD_NOT_IN_ROSTER = "head's household not in the household roster"
+UNIT_ERROR = "likely unit error: amount far above the usual level"
+ALREADY_DELIVERED = "file already delivered"
+SECRET_VARIABLE = "POVWARN_ID_HASH_SECRET"
+MIN_SECRET_LENGTH = 16
+
+
+class FeedIngestError(Exception):
+    """A problem with the delivery or the configuration that stops the run before anything is written."""
+
+
+class MissingSecretError(FeedIngestError):
+    """The key of the identity hash is not configured."""
+
+
+def resolve_secret(secret: str | bytes | None, settings: Settings) -> bytes:
+    """Return the identity hash key: ``secret`` if given, else ``POVWARN_ID_HASH_SECRET``.
+
+    Raises ``MissingSecretError`` naming the variable when neither is set or
+    the key is shorter than 16 characters.
+    """
+    if secret is None and settings.id_hash_secret is not None:
+        secret = settings.id_hash_secret.get_secret_value()
+    if not secret:
+        raise MissingSecretError(
+            f"{SECRET_VARIABLE} is not set: set it to a random secret of at least {MIN_SECRET_LENGTH} "
+            "characters before ingesting feeds. It keys the hash that replaces identity numbers, "
+            "so keep it stable and out of version control."
+        )
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if len(key) < MIN_SECRET_LENGTH:
+        raise MissingSecretError(
+            f"{SECRET_VARIABLE} is too short: use at least {MIN_SECRET_LENGTH} characters"
+        )
+    return key
+
+
+@dataclass
+class _Run:
+    """Configuration and roster shared by the exports of one delivery."""
+
+    delivery: int
+    as_of: pd.Timestamp
+    regions: RegionCodes
+    hasher: IdentityHasher
+    feeds_dir: Path
+    unit_error_ratio: float
+    unit_min_rows: int
+    households: pd.Index = field(default_factory=lambda: pd.Index([], dtype="string"))
+    members: pd.Series = field(default_factory=lambda: pd.Series(dtype="string"))
+    latest_month_before: pd.Timestamp | None = None
+
+
+@dataclass
+class _ExportResult:
+    spec: ExportSpec
+    counts: FeedCounts
+    problems: pd.DataFrame
+    rejected: pd.DataFrame
+    merge: MergeResult | None
+    files: list[FileReport]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _match_files(source_dir: Path, specs: list[ExportSpec]) -> tuple[dict[str, list[Path]], list[str]]:
+    if not source_dir.is_dir():
+        raise FeedIngestError(f"delivery folder {source_dir} does not exist or is not a folder")
+    matched: dict[str, list[Path]] = {spec.feed: [] for spec in specs}
+    ignored: list[str] = []
+    for path in sorted(source_dir.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        owners = [spec.feed for spec in specs if spec.matches(path.name)]
+        if len(owners) > 1:
+            raise FeedIngestError(
+                f"file {path.name} matches several feeds {owners}; rename it or narrow the patterns"
+            )
+        if owners:
+            matched[owners[0]].append(path)
+        else:
+            ignored.append(path.name)
+    return matched, ignored
+
+
+def _previous_files(
+    feeds_dir: Path,
+) -> tuple[list[dict[str, object]], dict[tuple[str, str], tuple[int, int]]]:
+    """Return the delivery log and, per (feed, file hash), the delivery and row count it came in."""
+    path = feeds_dir / DELIVERIES_FILE
+    log = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    seen: dict[tuple[str, str], tuple[int, int]] = {}
+    for entry in log:
+        for item in entry["files"]:
+            seen.setdefault((item["feed"], item["sha256"]), (int(entry["delivery"]), int(item["rows"])))
+    return log, seen
+
+
+def _check_file(
+    spec: ExportSpec, feed_file: FeedFile, run: _Run, report: FileReport
+) -> tuple[dict[str, pd.Series], pd.DataFrame]:
+    """Parse the declared columns of one file; return typed columns and the problems of its rows."""
+    frame = feed_file.frame
+    report.dropped_columns = [name for name in frame.columns if name not in spec.columns]
+    if report.dropped_columns:
+        logger.warning(
+            "Ignored columns %s of %s: feed %s does not declare them",
+            report.dropped_columns,
+            feed_file.path,
+            spec.feed,
+        )
+    absent = [name for name in spec.columns if name not in frame.columns]
+    report.missing_columns = [name for name in absent if not spec.columns[name].optional]
+    parts = [
+        problem_frame(
+            pd.Index([row for row, _ in feed_file.malformed]),
+            "",
+            pd.Series([text for _, text in feed_file.malformed], dtype=object),
+            MALFORMED_ROW,
+        )
+    ]
+    empty = frame.isna().all(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
+    parts.append(problem_frame(frame.index[empty], "", "", EMPTY_ROW))
+    frame = frame[~empty]
+    found = ", ".join(frame.columns)
+    for name in report.missing_columns:
+        parts.append(problem_frame(frame.index, name, "", MISSING_COLUMN, f"the file has columns {found}"))
+    typed: dict[str, pd.Series] = {}
+    for name, column in spec.columns.items():
+        if name not in frame.columns:
+            typed[name] = pd.Series(pd.NA, index=frame.index, dtype="string")
+            continue
+        region_cells = frame[column.region_column] if column.region_column in frame.columns else None
+        parsed = parse_column(
+            column, frame[name], as_of=run.as_of, regions=run.regions, region_cells=region_cells
+        )
+        typed[name] = parsed.values
+        parts.append(parsed.problems)
+    problems = pd.concat([part for part in parts if len(part)] or [no_problems()], ignore_index=True)
+    return typed, problems
+
+
+def _shown_cells(spec: ExportSpec, frame: pd.DataFrame, column: str, rows: np.ndarray) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series("", index=rows, dtype="string")
+    cells = frame[column].reindex(rows)
+    return mask_identities(cells) if spec.columns[column].type == "identity" else cells.fillna("")
+
+
+def _link(
+    spec: ExportSpec, typed: dict[str, pd.Series], frame: pd.DataFrame, run: _Run
+) -> tuple[dict[str, pd.Series], pd.DataFrame, pd.Series]:
+    """Hash identity numbers and look households up; return mapped columns, problems and which rows linked."""
+    index = frame.index
+    mapped: dict[str, pd.Series] = {}
+    parts = []
+    linked = pd.Series(False, index=index)
+    for item in spec.mapping:
+        if item.value is not None:
+            mapped[item.target] = pd.Series(item.value, index=index)
+            continue
+        values = typed[str(item.source)]
+        if spec.role == "members" and item.target == "head":
+            households = run.hasher.hash_series("household", values)
+            known = households.isin(run.households).fillna(False).astype(bool)
+            missing = values.notna() & ~known
+            detail = "household id " + households[missing].fillna("")
+            parts.append(
+                problem_frame(
+                    index[missing],
+                    str(item.source),
+                    _shown_cells(spec, frame, str(item.source), index[missing]),
+                    HEAD_NOT_IN_ROSTER,
+                    detail,
+                )
+            )
+            mapped["household_id"] = households.where(known)
+            linked = known
+        elif spec.role == "members" or item.link == "person":
+            mapped["person" if spec.role == "members" else item.target] = run.hasher.hash_series(
+                "person", values
+            )
+        elif item.link == "head":
+            mapped[item.target] = run.hasher.hash_series("household", values)
+            linked = values.notna()
+        elif item.link == "household":
+            persons = run.hasher.hash_series("person", values)
+            positions = run.members.index.get_indexer(persons.fillna(""))
+            households = pd.Series(
+                np.where(
+                    positions >= 0,
+                    run.members.to_numpy(dtype=object)[np.maximum(positions, 0)]
+                    if len(run.members)
+                    else None,
+                    None,
+                ),
+                index=index,
+                dtype="string",
+            )
+            missing = values.notna() & households.isna()
+            detail = "person id " + persons[missing].fillna("")
+            parts.append(
+                problem_frame(
+                    index[missing],
+                    str(item.source),
+                    _shown_cells(spec, frame, str(item.source), index[missing]),
+                    NOT_IN_ROSTER,
+                    detail,
+                )
+            )
+            mapped[item.target] = households
+            linked = households.notna()
+        else:
+            mapped[item.target] = values
+    problems = pd.concat([part for part in parts if len(part)] or [no_problems()], ignore_index=True)
+    return mapped, problems, linked
+
+
+def _contract_frame(spec: ExportSpec, mapped: dict[str, pd.Series], index: pd.Index) -> pd.DataFrame:
+    """Return the mapped rows as a contract table in the validation dtypes of ``warning.ingest``."""
+    table = TABLES[str(spec.target)]
+    dtypes = VALIDATION_DTYPES
+    columns = {}
+    for column in table.columns:
+        values = mapped.get(column.name, pd.Series(pd.NA, index=index))
+        columns[column.name] = values.astype(dtypes[column.kind])
+    return pd.DataFrame(columns, index=index)
+
+
+def _contract_problems(spec: ExportSpec, contract: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Check mapped rows with the contract schema and return a problem per failed check."""
+    table = TABLES[str(spec.target)]
+    try:
+        table_schema(table, validation_dtypes=True).validate(contract, lazy=True)
+    except SchemaErrors as error:
+        cases = error.failure_cases
+    else:
+        return no_problems()
+    rule_columns = {rule.reason: rule.column for rule in row_rules(0.01)}
+    cases = cases[cases["index"].notna()]
+    sources = {item.target: item.source for item in spec.mapping}
+    parts = []
+    for (check, column), group in cases.groupby(["check", "column"], dropna=False):
+        reason = MISSING_VALUE if check == "not_nullable" else str(check)
+        target = rule_columns.get(reason, column)
+        rows = np.unique(group["index"].astype("int64").to_numpy())
+        source = sources.get(str(target)) or str(target)
+        shown = (
+            _shown_cells(spec, frame, source, rows) if source in spec.columns else pd.Series("", index=rows)
+        )
+        detail = f"contract column {table.name}.{target}"
+        parts.append(problem_frame(pd.Index(rows), source, shown, reason, detail))
+    problems = pd.concat(parts, ignore_index=True) if parts else no_problems()
+    return problems.drop_duplicates(["row", "column", "reason"])
+
+
+def _keys(spec: ExportSpec, typed: dict[str, pd.Series], frame: pd.DataFrame, run: _Run) -> pd.DataFrame:
+    """Return the feed's own key: person ids for identity columns, other cells as delivered."""
+    keys = {}
+    for name, position in zip(spec.key, key_columns(len(spec.key)), strict=True):
+        if spec.columns[name].type == "identity":
+            keys[position] = run.hasher.hash_series("person", typed[name])
+        else:
+            keys[position] = (
+                frame[name].astype("string")
+                if name in frame.columns
+                else pd.Series(pd.NA, index=frame.index, dtype="string")
+            )
+    return pd.DataFrame(keys, index=frame.index)
+
+
+def _value_columns(spec: ExportSpec) -> list[str]:
+    if spec.role == "members":
+        return ["person", "household_id"]
+    return TABLES[str(spec.target)].column_names
+
+
+def _unit_errors(
+    spec: ExportSpec, rows: pd.DataFrame, state: pd.DataFrame | None, run: _Run
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flag rows whose amount is ``unit_error_ratio`` times the median of their entity or more.
+
+    The entity is the feed key without its month or date columns (a person for
+    wages, a household and income source for household income). The median
+    is taken over the entity's stored and delivered rows, and only entities
+    with at least ``unit_min_rows`` rows are judged. Returns the flags and
+    the medians, in the order of ``rows``.
+    """
+    column = str(spec.unit_check)
+    dated = {"month", "date"}
+    entity = [
+        key
+        for name, key in zip(spec.key, key_columns(len(spec.key)), strict=True)
+        if spec.columns[name].type not in dated
+    ]
+    pool = rows[entity + [column]]
+    if state is not None and len(state):
+        pool = pd.concat([state[entity + [column]], pool], ignore_index=True)
+    grouped = pool[column].abs().groupby([pool[name] for name in entity], dropna=False)
+    stats = pd.DataFrame({"_median": grouped.median(), "_count": grouped.size()}).reset_index()
+    stats.columns = entity + ["_median", "_count"]
+    joined = rows[entity + [column]].reset_index(drop=True).merge(stats, on=entity, how="left")
+    usual = joined["_median"].to_numpy(dtype="float64")
+    judged = (joined["_count"] >= run.unit_min_rows).to_numpy() & (usual > 0)
+    flagged = judged & (joined[column].abs().to_numpy(dtype="float64") >= run.unit_error_ratio * usual)
+    return flagged, usual
+
+
+def _process_export(
+    spec: ExportSpec,
+    paths: list[Path],
+    state: pd.DataFrame | None,
+    run: _Run,
+    seen: dict[tuple[str, str], tuple[int, int]],
+) -> _ExportResult:
+    """Read, check, link and merge the files of one export; ``state`` is what the feed delivered before."""
+    counts = FeedCounts(feed=spec.feed, files=[path.name for path in paths])
+    problem_parts: list[pd.DataFrame] = []
+    rejected_parts: list[pd.DataFrame] = []
+    row_parts: list[pd.DataFrame] = []
+    reports: list[FileReport] = []
+    already_merged = 0
+    values = _value_columns(spec)
+    for path in paths:
+        report = FileReport(file=path.name, feed=spec.feed, status="read", sha256=_sha256(path))
+        reports.append(report)
+        previous = seen.get((spec.feed, str(report.sha256)))
+        if previous is not None:
+            report.status = f"{ALREADY_DELIVERED} in delivery {previous[0]}"
+            report.rows = previous[1]
+            counts.read += previous[1]
+            already_merged += previous[1]
+            logger.info(
+                "Skipped %s of feed %s: the same file came in delivery %d", path.name, spec.feed, previous[0]
+            )
+            continue
+        try:
+            feed_file = read_feed_file(path, spec.feed)
+        except FeedFileError as error:
+            report.status = "failed"
+            report.error = error.message
+            logger.error("Could not read %s: %s", path, error.message)
+            continue
+        report.encoding = feed_file.encoding
+        report.rows = feed_file.rows_read
+        counts.read += feed_file.rows_read
+        frame = feed_file.frame
+        typed, problems = _check_file(spec, feed_file, run, report)
+        clean = ~frame.index.isin(problems["row"])
+        mapped, link_problems, linked = _link(spec, typed, frame, run)
+        counts.linked += int((linked & clean).sum())
+        problems = pd.concat(
+            [problems, link_problems[link_problems["row"].isin(frame.index[clean])]], ignore_index=True
+        )
+        clean = ~frame.index.isin(problems["row"])
+        if spec.role == "members":
+            rows = pd.DataFrame({name: mapped[name] for name in values}, index=frame.index)
+        else:
+            rows = _contract_frame(spec, mapped, frame.index)
+            contract_problems = _contract_problems(spec, rows[clean], frame)
+            problems = pd.concat([problems, contract_problems], ignore_index=True)
+        clean = ~frame.index.isin(problems["row"])
+        rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
+        rows = rows.assign(_delivery=run.delivery, _file=path.name, _row=rows.index.to_numpy(dtype="int64"))
+        row_parts.append(rows)
+        problems = problems.assign(feed=spec.feed, file=path.name)
+        problem_parts.append(problems)
+        if len(problems):
+            bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
+            rejected_parts.append(_rejected_rows(spec, feed_file, bad_rows))
+
+    problems = (
+        pd.concat(problem_parts, ignore_index=True)
+        if problem_parts
+        else no_problems().assign(feed="", file="")
+    )
+    delivered = pd.concat(row_parts, ignore_index=True) if row_parts else None
+    merge: MergeResult | None = None
+    if delivered is not None and len(delivered):
+        if spec.unit_check is not None:
+            flagged, usual = _unit_errors(spec, delivered, state, run)
+            if flagged.any():
+                bad = delivered[flagged]
+                unit_problems = pd.DataFrame(
+                    {
+                        "row": bad["_row"].to_numpy(),
+                        "column": next(
+                            item.source for item in spec.mapping if item.target == spec.unit_check
+                        ),
+                        "value": bad[spec.unit_check].astype(str).to_numpy(),
+                        "reason": UNIT_ERROR,
+                        "detail": [f"usual level {value:.2f}" for value in usual[flagged]],
+                        "feed": spec.feed,
+                        "file": bad["_file"].to_numpy(),
+                    }
+                )
+                problems = pd.concat([problems, unit_problems], ignore_index=True)
+                delivered = delivered[~flagged]
+                logger.warning("Quarantined %d rows of %s as likely unit errors", len(bad), spec.feed)
+        keys = key_columns(len(spec.key))
+        empty_state = delivered.iloc[0:0][keys + values + list(LINEAGE_COLUMNS)]
+        merge = merge_delivery(
+            state if state is not None else empty_state,
+            delivered[keys + values + list(LINEAGE_COLUMNS)],
+            keys,
+            values,
+            run.delivery,
+        )
+        counts.kept = len(merge.kept)
+        counts.corrected = len(merge.corrected_before)
+        counts.merged = len(merge.merged_rows)
+    counts.merged += already_merged
+    counts.quarantined = int(problems[["file", "row"]].drop_duplicates().shape[0]) if len(problems) else 0
+    counts.problems = {str(reason): int(count) for reason, count in problems["reason"].value_counts().items()}
+    counts.check_balance()
+    rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else pd.DataFrame()
+    return _ExportResult(spec, counts, problems, rejected, merge, reports)
+
+
+def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> pd.DataFrame:
+    """Return the rejected rows as read, identity numbers masked, with file and row number first."""
+    frame = feed_file.frame.reindex(rows[np.isin(rows, feed_file.frame.index)]).copy()
+    for name in frame.columns:
+        if name in spec.columns and spec.columns[name].type == "identity":
+            frame[name] = mask_identities(frame[name])
+    frame.insert(0, "row", frame.index.to_numpy())
+    frame.insert(0, "file", feed_file.path.name)
+    return frame.reset_index(drop=True)
+
+
+# Columns that date a contract row, for re-scoring: the earliest month a change can affect.
+DATE_COLUMNS = {"month": "month", "start_month": "start_month", "year": "year"}
+
+
+def _row_months(table: str, frame: pd.DataFrame) -> pd.Series:
+    """Return the month each contract row dates from; missing for the households table (every month)."""
+    columns = TABLES[table].column_names
+    if "month" in columns:
+        return frame["month"].astype("datetime64[ms]")
+    if "start_month" in columns:
+        return frame["start_month"].astype("datetime64[ms]")
+    if "year" in columns:
+        return pd.to_datetime(frame["year"].astype("Int64").astype("string") + "-01", format="%Y-%m").astype(
+            "datetime64[ms]"
+        )
+    return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ms]")
+
+
+def _latest_month(states: dict[str, pd.DataFrame], specs: dict[str, ExportSpec]) -> pd.Timestamp | None:
+    latest = None
+    for feed, state in states.items():
+        spec = specs[feed]
+        if spec.role != "table" or not len(state) or "month" not in TABLES[str(spec.target)].column_names:
+            continue
+        value = state["month"].max()
+        if pd.notna(value) and (latest is None or value > latest):
+            latest = pd.Timestamp(value)
+    return latest
+
+
+def _rescore_rows(result: _ExportResult, latest_before: pd.Timestamp | None) -> pd.DataFrame:
+    """Return (household_id, month) of rows a delivery corrected, or added to months already stored.
+
+    A corrected row counts with both its old and its new household and month.
+    Rows of months after the latest month stored before the delivery are new
+    data, not corrections, and are left to regular scoring.
+    """
+    spec, merge = result.spec, result.merge
+    empty = pd.DataFrame(
+        {"household_id": pd.Series(dtype="string"), "month": pd.Series(dtype="datetime64[ms]")}
+    )
+    if merge is None or spec.role == "members" or not len(merge.kept):
+        return empty
+    table = str(spec.target)
+    if "household_id" not in TABLES[table].column_names:
+        return empty
+    keys = key_columns(len(spec.key))
+    corrected = merge.corrected_before
+    kept = merge.kept
+    touched = pd.Series(False, index=kept.index)
+    if len(corrected):
+        touched |= kept.set_index(keys).index.isin(corrected.set_index(keys).index)
+    if latest_before is not None:
+        touched |= (_row_months(table, kept) <= latest_before).fillna(False).to_numpy(dtype=bool)
+    parts = [frame for frame in (corrected, kept[touched.to_numpy(dtype=bool)]) if len(frame)]
+    if not parts:
+        return empty
+    return pd.concat(
+        [
+            pd.DataFrame({"household_id": frame["household_id"], "month": _row_months(table, frame)})
+            for frame in parts
+        ],
+        ignore_index=True,
+    )
+
+
+def _write_rescore(store_dir: Path, rows: pd.DataFrame, delivery: int) -> int:
+    """Add households to ``rescore.parquet`` with the earliest month changed; missing means every month.
+
+    The file accumulates over deliveries until the scorer removes it.
+    """
+    path = store_dir / RESCORE_FILE
+    previous = read_frame(path)
+    if not len(rows) and previous is None:
+        return 0
+    rows = rows.assign(delivery=delivery)
+    if previous is not None:
+        rows = pd.concat([previous, rows], ignore_index=True)
+    # A missing month (a change to the household itself) sorts first, so it wins the minimum.
+    sentinel = np.datetime64("1000-01-01", "ms")
+    months = rows["month"].astype("datetime64[ms]").fillna(pd.Timestamp(sentinel))
+    grouped = pd.DataFrame(
+        {"household_id": rows["household_id"].astype("string"), "month": months, "delivery": rows["delivery"]}
+    )
+    table = (
+        grouped.groupby("household_id", sort=True)
+        .agg(earliest_month=("month", "min"), last_delivery=("delivery", "max"))
+        .reset_index()
+    )
+    table["earliest_month"] = table["earliest_month"].mask(table["earliest_month"] == pd.Timestamp(sentinel))
+    table = table.astype(
+        {"household_id": "string", "earliest_month": "datetime64[ms]", "last_delivery": "int64"}
+    )
+    if previous is not None and len(previous) == len(table) and previous.reset_index(drop=True).equals(table):
+        return len(table)
+    table.to_parquet(path, index=False)
+    logger.info("Marked %d households for re-scoring in %s", len(table), path)
+    return len(table)
+
+
+def _candidates(spec: ExportSpec, state: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the contract rows one feed contributes, and the lineage of each (feed row to contract key).
+
+    With ``aggregate: sum`` the rows of a contract key add up, so several feed
+    rows (the wages of each member) make one contract row.
+    """
+    table = TABLES[str(spec.target)]
+    key = list(table.key)
+    frame = state[table.column_names + list(LINEAGE_COLUMNS)]
+    if spec.aggregate == "sum" and len(frame):
+        amounts = [
+            column.name for column in table.columns if column.kind == "float" and column.name not in key
+        ]
+        others = [name for name in table.column_names if name not in key and name not in amounts]
+        grouped = frame.groupby(key, sort=False, dropna=False)
+        summed = grouped[amounts].sum(min_count=1)
+        firsts = grouped[others + ["_file", "_row"]].last()
+        latest = grouped["_delivery"].max()
+        rows = pd.concat([summed, firsts, latest], axis=1).reset_index()
+    else:
+        rows = frame.reset_index(drop=True)
+    rows = rows.assign(_feed=spec.feed, _precedence=spec.precedence)
+    lineage = state[key + list(LINEAGE_COLUMNS)].assign(_feed=spec.feed)
+    return rows, lineage
+
+
+def _build_tables(
+    specs: list[ExportSpec], states: dict[str, pd.DataFrame]
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Return each contract table, its lineage, and the rows that lost to another row with the same key."""
+    tables, lineages, conflicts = {}, {}, {}
+    by_target: dict[str, list[ExportSpec]] = {}
+    for spec in specs:
+        if spec.role != "members":
+            by_target.setdefault(str(spec.target), []).append(spec)
+    for name, table_specs in by_target.items():
+        table = TABLES[name]
+        key = list(table.key)
+        parts, lineage_parts = [], []
+        for spec in table_specs:
+            state = states.get(spec.feed)
+            if state is None or not len(state):
+                continue
+            rows, lineage = _candidates(spec, state)
+            parts.append(rows)
+            lineage_parts.append(lineage)
+        if not parts:
+            continue
+        candidates = pd.concat(parts, ignore_index=True)
+        # Latest delivery first, then the lower precedence, then the later file and row.
+        order = candidates.sort_values(
+            key + ["_delivery", "_precedence", "_file", "_row"],
+            ascending=[True] * len(key) + [False, True, False, False],
+            na_position="first",
+            kind="stable",
+        )
+        repeated = order.duplicated(key, keep="first")
+        winners = order[~repeated]
+        conflicts[name] = order[repeated].reset_index(drop=True)
+        tables[name] = winners[table.column_names].reset_index(drop=True)
+        lineage = pd.concat(lineage_parts, ignore_index=True)
+        chosen = winners[key + ["_feed"]]
+        if name == "poverty_lines":
+            # Its key has a nullable column, which an inner merge would not match.
+            chosen = chosen.fillna({"region_prefix": ""})
+            lineage = lineage.fillna({"region_prefix": ""})
+        lineage = lineage.merge(chosen, on=key + ["_feed"], how="inner")
+        lineages[name] = lineage.rename(
+            columns={"_feed": "feed", "_file": "file", "_row": "row", "_delivery": "delivery"}
+        )
+    return tables, lineages, conflicts
+
+
+def _store_dtypes(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    kinds = {column.name: column.kind for column in TABLES[name].columns}
+    return frame.astype({column: PANDAS_DTYPES[kind] for column, kind in kinds.items()})
+
+
+def _write_store(
+    store_dir: Path, tables: dict[str, pd.DataFrame], feeds_dir: Path
+) -> tuple[dict[str, int], int]:
+    """Write the contract tables to a staging folder and ingest it into the store; return rows and quarantined."""
+    missing = [name for name, table in TABLES.items() if table.required and name not in tables]
+    if missing:
+        raise FeedIngestError(
+            f"no rows yet for required contract tables {missing}: deliver the feeds that fill them "
+            "(households from civil_affairs.households, income from hrss.wages and the income feeds, "
+            "poverty_lines from rural_revitalisation.monitoring_lines)"
+        )
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=feeds_dir))
+    try:
+        for name, frame in tables.items():
+            _store_dtypes(name, frame).to_parquet(staging / f"{name}.parquet", index=False)
+        DatasetInfo(
+            name="feeds",
+            period="month",
+            description="Built from department feeds; see feeds/ for lineage, history and reports.",
+        ).write(staging)
+        report = ingest(staging, store_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if report.rows_quarantined:
+        logger.error(
+            "The contract ingest quarantined %d rows that passed the feed checks: %s",
+            report.rows_quarantined,
+            report.problems,
+        )
+    rows = {name: entry.rows_kept for name, entry in report.tables.items() if entry.status == "ingested"}
+    return rows, report.rows_quarantined
+
+
+def _process_order(spec: ExportSpec) -> tuple[int, str]:
+    return ({"households": 0, "members": 1}.get(spec.role, 2), spec.feed)
+
+
+def ingest_feeds(
+    source_dir: Path,
+    store_dir: Path,
+    *,
+    secret: str | bytes | None = None,
+    as_of: str | pd.Timestamp | None = None,
+    settings: Settings | None = None,
+    specs: list[ExportSpec] | None = None,
+    regions: RegionCodes | None = None,
+) -> FeedReport:
+    """Ingest one delivery of department feed files from ``source_dir`` into the store at ``store_dir``.
+
+    ``secret`` keys the identity hash; without it ``POVWARN_ID_HASH_SECRET`` is
+    used, and ``MissingSecretError`` is raised when neither is set.
+    ``as_of`` is the delivery date (default: today, UTC); months, dates and
+    birth dates after it are rejected. Feed state, history, lineage, conflicts
+    and per-delivery reports go to ``store_dir/feeds``; households to re-score
+    go to ``store_dir/rescore.parquet``; the contract tables are written by
+    ``warning.ingest.ingest``. Ingesting the same delivery again changes no
+    table. Raises ``FeedIngestError`` before writing anything when the folder
+    is missing, a file matches two feeds, or a required contract table would
+    be empty.
+    """
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    settings = settings or get_settings()
+    hasher = IdentityHasher(resolve_secret(secret, settings))
+    specs = specs if specs is not None else load_specs(settings.feed_specs_dir)
+    regions = regions if regions is not None else RegionCodes.load(settings.region_codes_path)
+    source_dir, store_dir = Path(source_dir), Path(store_dir)
+    as_of_date = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(datetime.now(UTC).date())
+    feeds_dir = store_dir / FEEDS_DIR
+    matched, ignored = _match_files(source_dir, specs)
+    if ignored:
+        logger.warning("Ignored files in %s that match no feed: %s", source_dir, ignored)
+    feeds_dir.mkdir(parents=True, exist_ok=True)
+    log, seen = _previous_files(feeds_dir)
+    delivery = len(log) + 1
+    by_feed = {spec.feed: spec for spec in specs}
+    states: dict[str, pd.DataFrame] = {}
+    for spec in specs:
+        state = read_frame(feeds_dir / "state" / f"{spec.feed}.parquet")
+        if state is not None:
+            states[spec.feed] = state
+    run = _Run(
+        delivery=delivery,
+        as_of=as_of_date,
+        regions=regions,
+        hasher=hasher,
+        feeds_dir=feeds_dir,
+        unit_error_ratio=settings.feed_unit_error_ratio,
+        unit_min_rows=settings.feed_unit_min_rows,
+        latest_month_before=_latest_month(states, by_feed),
+    )
+    logger.info(
+        "Ingesting delivery %d from %s into %s (as of %s)", delivery, source_dir, store_dir, as_of_date.date()
+    )
+
+    results: list[_ExportResult] = []
+    _refresh_roster(states, by_feed, run)
+    for spec in sorted(specs, key=_process_order):
+        result = _process_export(spec, matched[spec.feed], states.get(spec.feed), run, seen)
+        results.append(result)
+        if result.merge is not None and result.merge.changed:
+            states[spec.feed] = result.merge.state
+            if spec.role != "table":
+                _refresh_roster(states, by_feed, run)
+        if result.counts.read:
+            logger.info(
+                "Feed %s: %d read, %d linked, %d kept, %d corrected, %d quarantined, %d merged",
+                spec.feed,
+                result.counts.read,
+                result.counts.linked,
+                result.counts.kept,
+                result.counts.corrected,
+                result.counts.quarantined,
+                result.counts.merged,
+            )
+    changed = any(result.merge is not None and result.merge.changed for result in results)
+    report = FeedReport(
+        delivery=delivery,
+        source_dir=str(source_dir),
+        store_dir=str(store_dir),
+        as_of=str(as_of_date.date()),
+        started_at=started_at,
+        feeds={result.spec.feed: result.counts for result in results},
+        files=[entry for result in results for entry in result.files]
+        + [FileReport(file=name, feed=None, status="ignored: matches no feed") for name in ignored],
+        changed=changed,
+        unit_errors=sum(result.counts.problems.get(UNIT_ERROR, 0) for result in results),
+    )
+    if changed or not (store_dir / "households.parquet").is_file():
+        tables, lineages, conflicts = _build_tables(specs, states)
+        report.store_rows, report.contract_quarantined = _write_store(store_dir, tables, feeds_dir)
+        _write_tables(feeds_dir / "lineage", lineages)
+        _write_tables(feeds_dir / "conflicts", conflicts)
+        for frame in conflicts.values():
+            for feed, count in frame["_feed"].value_counts().items():
+                report.feeds[str(feed)].superseded += int(count)
+        report.conflicts = {name: len(frame) for name, frame in conflicts.items() if len(frame)}
+        for result in results:
+            if result.merge is not None and result.merge.changed:
+                path = feeds_dir / "state" / f"{result.spec.feed}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                result.merge.state.to_parquet(path, index=False)
+                append_frame(feeds_dir / "history" / f"{result.spec.feed}.parquet", result.merge.history)
+    rescore = pd.concat(
+        [_rescore_rows(result, run.latest_month_before) for result in results], ignore_index=True
+    )
+    report.rescore_households = _write_rescore(store_dir, rescore, delivery)
+    report.elapsed_seconds = round(time.perf_counter() - started, 3)
+    _write_delivery(feeds_dir, report, results, log)
+    logger.info(
+        "Delivery %d done in %.1f s: %s",
+        delivery,
+        report.elapsed_seconds,
+        ", ".join(f"{name} {count}" for name, count in report.totals.items()),
+    )
+    return report
+
+
+def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSpec], run: _Run) -> None:
+    """Load the household ids and person-to-household links that the other exports are checked against."""
+    households = [
+        state["household_id"] for feed, state in states.items() if by_feed[feed].role == "households"
+    ]
+    members = [state for feed, state in states.items() if by_feed[feed].role == "members"]
+    if households:
+        run.households = pd.Index(pd.concat(households).dropna().unique(), dtype="string")
+    if members:
+        links = pd.concat(members, ignore_index=True)
+        run.members = pd.Series(
+            links["household_id"].to_numpy(), index=pd.Index(links["person"].astype("string")), dtype="string"
+        )
+
+
+def _write_tables(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def _write_delivery(
+    feeds_dir: Path, report: FeedReport, results: list[_ExportResult], log: list[dict[str, object]]
+) -> None:
+    """Write the delivery's report, summary and quarantine, and add it to the delivery log."""
+    folder = feeds_dir / "deliveries" / f"{report.delivery:04d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    report.write(folder / "report.json")
+    report.write(feeds_dir / "report.json")
+    (folder / "summary.txt").write_text(report.summary() + "\n", encoding="utf-8")
+    problems = [result.problems for result in results if len(result.problems)]
+    if problems:
+        quarantine = pd.concat(problems, ignore_index=True)[list(QUARANTINE_COLUMNS)]
+        quarantine.to_csv(folder / "quarantine.csv", index=False)
+    for result in results:
+        if len(result.rejected):
+            rejected_dir = folder / "rejected"
+            rejected_dir.mkdir(exist_ok=True)
+            result.rejected.to_csv(rejected_dir / f"{result.spec.feed}.csv", index=False)
+    files = [
+        {"feed": entry.feed, "file": entry.file, "sha256": entry.sha256, "rows": entry.rows}
+        for entry in report.files
+        if entry.feed is not None and entry.status == "read"
+    ]
+    log.append(
+        {
+            "delivery": report.delivery,
+            "started_at": report.started_at,
+            "source_dir": report.source_dir,
+            "files": files,
+        }
+    )
+    (feeds_dir / DELIVERIES_FILE).write_text(
+        json.dumps(log, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )

@@ -1,0 +1,659 @@
+"""Department feeds: identity checks and hashing, region codes, the simulated end-to-end path,
+incremental deliveries, lineage, and the bad-input corpus under tests/data/bad."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from warning.contract import TABLES
+from warning.feeds import (
+    FeedReport,
+    IdentityHasher,
+    MissingSecretError,
+    RegionCodes,
+    check_character,
+    ingest_feeds,
+    load_specs,
+    mask_identity,
+    resolve_secret,
+)
+from warning.feeds.identity import (
+    BAD_BIRTH_DATE,
+    BAD_CHECK_DIGIT,
+    FUTURE_BIRTH_DATE,
+    NOT_DIGITS,
+    WRONG_LENGTH,
+    identity_problems,
+)
+from warning.feeds.pipeline import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, UNIT_ERROR
+from warning.feeds.regions import RegionTableError
+from warning.feeds.spec import SpecError, load_department
+from warning.feeds.state import ALREADY_STORED, CORRECTED, REPLACED_IN_DELIVERY
+from warning.ingest import ingest
+from warning.settings import Settings
+from warning.simulate import simulate
+
+SECRET = "test-only-secret-0123456789"
+CORPUS = Path(__file__).parent / "data" / "bad"
+AS_OF = "2024-06-30"
+SPECS = load_specs()
+REGIONS = RegionCodes.load()
+# A valid number from the examples of the identity number standard.
+STANDARD_EXAMPLE = "11010519491231002X"
+
+
+def _ingest(source: Path, store: Path, **options: object) -> FeedReport:
+    """Run ``ingest_feeds`` with the specifications and region codes read once for the module."""
+    return ingest_feeds(source, store, specs=SPECS, regions=REGIONS, **options)  # type: ignore[arg-type]
+
+
+def _store_hash(store: Path) -> str:
+    """Return a hash of every Parquet table under the store (contract tables, feed state, history, lineage)."""
+    digest = hashlib.sha256()
+    for path in sorted(store.rglob("*.parquet")):
+        digest.update(str(path.relative_to(store)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _sorted(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    return frame.sort_values(list(TABLES[name].key)).reset_index(drop=True)
+
+
+def _quarantine(store: Path, delivery: int = 1) -> pd.DataFrame:
+    path = store / "feeds" / "deliveries" / f"{delivery:04d}" / "quarantine.csv"
+    return pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else pd.DataFrame()
+
+
+# Identity numbers.
+
+
+def test_check_character_of_standard_example() -> None:
+    assert check_character(STANDARD_EXAMPLE[:17]) == "X"
+
+
+def test_identity_problems_name_each_reason() -> None:
+    values = pd.Series(
+        [
+            STANDARD_EXAMPLE,
+            STANDARD_EXAMPLE.lower(),
+            STANDARD_EXAMPLE[:17],
+            "11010519491231002Y",
+            "110105194902300021",
+            "110105203001010010",
+            "110105194912310021",
+            None,
+        ],
+        dtype="string",
+    )
+    reasons = identity_problems(values, latest_birth=pd.Timestamp("2024-06-30"))
+    assert pd.isna(reasons[0])
+    assert pd.isna(reasons[1])
+    assert reasons[2] == WRONG_LENGTH
+    assert reasons[3] == NOT_DIGITS
+    assert reasons[4] == BAD_BIRTH_DATE
+    assert reasons[5] == FUTURE_BIRTH_DATE
+    assert reasons[6] == BAD_CHECK_DIGIT
+    assert pd.isna(reasons[7])
+
+
+def test_mask_identity_hides_birth_date_and_sequence() -> None:
+    assert mask_identity("52012119800101123X") == "520121********123X"
+    assert mask_identity("123") == "***"
+    assert mask_identity(None) == ""
+
+
+def test_hasher_is_keyed_and_separates_kinds() -> None:
+    first = IdentityHasher(SECRET)
+    second = IdentityHasher(SECRET + "-other")
+    person = first.hash_one("person", STANDARD_EXAMPLE)
+    assert person == first.hash_one("person", STANDARD_EXAMPLE.lower())
+    assert person != second.hash_one("person", STANDARD_EXAMPLE)
+    assert person != first.hash_one("household", STANDARD_EXAMPLE)
+    assert STANDARD_EXAMPLE[6:14] not in person
+    assert len(person) == 24
+
+
+def test_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POVWARN_ID_HASH_SECRET", raising=False)
+    settings = Settings()
+    with pytest.raises(MissingSecretError, match="POVWARN_ID_HASH_SECRET is not set"):
+        resolve_secret(None, settings)
+    with pytest.raises(MissingSecretError, match="too short"):
+        resolve_secret("short", settings)
+    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
+    assert resolve_secret(None, Settings()) == SECRET.encode()
+
+
+def test_ingest_without_secret_fails_before_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POVWARN_ID_HASH_SECRET", raising=False)
+    with pytest.raises(MissingSecretError, match="POVWARN_ID_HASH_SECRET"):
+        _ingest(CORPUS / "valid", tmp_path / "store", settings=Settings())
+    assert not (tmp_path / "store").exists()
+
+
+# Region codes and specifications.
+
+
+def test_region_codes_follow_successors() -> None:
+    regions = RegionCodes.load()
+    assert regions.current("411626") == "411603"
+    assert regions.current("520321") == "520304"
+    assert regions.current("520123") == "520123"
+    with pytest.raises(KeyError, match="unknown region code '999999'"):
+        regions.current("999999")
+    resolution = regions.resolve(pd.Series(["411626", "999999", None], dtype="string"))
+    assert resolution.current.tolist()[0] == "411603"
+    assert resolution.unknown.tolist() == [False, True, False]
+    assert resolution.retired.tolist() == [True, False, False]
+
+
+def test_region_table_rejects_cycles_and_unknown_successors() -> None:
+    columns = ["code", "name", "valid_from", "valid_to", "successor"]
+    unknown = pd.DataFrame([["111111", "a", None, None, "222222"]], columns=columns)
+    with pytest.raises(RegionTableError, match="successors \\['222222'\\]"):
+        RegionCodes(unknown)
+    cycle = pd.DataFrame(
+        [["111111", "a", None, None, "222222"], ["222222", "b", None, None, "111111"]], columns=columns
+    )
+    with pytest.raises(RegionTableError, match="cycle"):
+        RegionCodes(cycle)
+
+
+def test_specs_cover_every_department_and_table() -> None:
+    specs = load_specs()
+    departments = {spec.department for spec in specs}
+    assert departments == {
+        "civil_affairs",
+        "medical_insurance",
+        "hrss",
+        "education",
+        "emergency_management",
+        "disabled_persons_federation",
+        "rural_revitalisation",
+    }
+    assert {spec.target for spec in specs if spec.target} == set(TABLES)
+
+
+def test_spec_with_unknown_contract_column_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "department: test\nexports:\n  - name: wages\n    target: income\n    key: [id]\n"
+        "    columns: {id: identity, month: {type: month, format: '%Y%m'}, amount: number}\n"
+        "    mapping: {household_id: {from: id, link: household}, month: month, source: {value: wage},"
+        " amount: amount, bonus: amount}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError, match="unknown ones \\['bonus'\\]"):
+        load_department(path)
+
+
+# The simulated end-to-end path.
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("simulated")
+    simulate(folder, households=40, months=12, start="2022-01", seed=7, file_format="csv", as_feeds=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def feed_store(simulated: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FeedReport]:
+    store = tmp_path_factory.mktemp("feed_store") / "store"
+    report = _ingest(simulated / "feeds", store, secret=SECRET)
+    return store, report
+
+
+def _hashed_truth(simulated: Path) -> tuple[dict[str, str], dict[str, str]]:
+    identities = pd.read_parquet(simulated / "truth" / "identities.parquet")
+    hasher = IdentityHasher(SECRET)
+    persons = dict(
+        zip(identities["person_id"], hasher.hash_many("person", identities["identity_number"]), strict=True)
+    )
+    heads = identities[identities["is_head"]]
+    households = dict(
+        zip(heads["household_id"], hasher.hash_many("household", heads["identity_number"]), strict=True)
+    )
+    return persons, households
+
+
+def test_simulated_feeds_give_the_direct_store(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    store, report = feed_store
+    ingest(simulated, tmp_path / "direct")
+    persons, households = _hashed_truth(simulated)
+    assert report.contract_quarantined == 0
+    for name in TABLES:
+        direct = pd.read_parquet(tmp_path / "direct" / f"{name}.parquet")
+        if "household_id" in direct:
+            direct["household_id"] = direct["household_id"].map(households).astype("string")
+        if "person_id" in direct:
+            direct["person_id"] = direct["person_id"].map(persons).astype("string")
+        from_feeds = pd.read_parquet(store / f"{name}.parquet")
+        pd.testing.assert_frame_equal(_sorted(from_feeds, name), _sorted(direct, name), check_exact=True)
+
+
+def test_simulated_counts_lose_no_row(feed_store: tuple[Path, FeedReport]) -> None:
+    _, report = feed_store
+    for counts in report.feeds.values():
+        assert counts.read == counts.kept + counts.quarantined + counts.merged, counts.feed
+    assert report.totals["quarantined"] == 0
+    assert report.feeds["hrss.wages"].read > 0
+    assert report.feeds["civil_affairs.members"].linked == report.feeds["civil_affairs.members"].read
+
+
+def test_simulated_identity_numbers_are_valid(simulated: Path) -> None:
+    numbers = pd.read_parquet(simulated / "truth" / "identities.parquet")["identity_number"]
+    assert numbers.is_unique
+    assert identity_problems(numbers.astype("string"), pd.Timestamp("2022-01-31")).isna().all()
+
+
+def test_store_holds_no_raw_identity_number(simulated: Path, feed_store: tuple[Path, FeedReport]) -> None:
+    store, _ = feed_store
+    numbers = set(pd.read_parquet(simulated / "truth" / "identities.parquet")["identity_number"])
+    found = set()
+    for path in store.rglob("*"):
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            for column in frame.columns:
+                if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+                    found |= numbers & set(frame[column].dropna().astype(str))
+        elif path.is_file():
+            text = path.read_text(encoding="utf-8")
+            found |= {number for number in numbers if number in text}
+    assert not found
+
+
+def test_lineage_traces_income_to_file_rows(simulated: Path, feed_store: tuple[Path, FeedReport]) -> None:
+    store, _ = feed_store
+    income = pd.read_parquet(store / "income.parquet")
+    lineage = pd.read_parquet(store / "feeds" / "lineage" / "income.parquet")
+    keys = ["household_id", "month", "source"]
+    assert (
+        income[keys]
+        .merge(lineage[keys].drop_duplicates(), how="left", indicator=True)["_merge"]
+        .eq("both")
+        .all()
+    )
+    wages = lineage[lineage["feed"] == "hrss.wages"]
+    target = wages.groupby(keys).filter(lambda group: len(group) > 1).head(2)
+    if target.empty:
+        target = wages.head(1)
+    rows = pd.read_csv(simulated / "feeds" / target["file"].iloc[0], dtype=str)
+    amounts = rows.iloc[target["row"].to_numpy() - 1]["应发工资"].astype(float).sum()
+    key = target.iloc[0][keys]
+    stored = income[(income[keys] == key.to_numpy()).all(axis=1)]["amount"].iloc[0]
+    group = wages[(wages[keys] == key.to_numpy()).all(axis=1)]
+    assert len(group) == len(target)
+    assert stored == amounts
+
+
+def test_same_delivery_twice_changes_nothing(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(feed_store[0], store)
+    before = _store_hash(store)
+    again = _ingest(simulated / "feeds", store, secret=SECRET)
+    assert _store_hash(store) == before
+    assert not again.changed
+    assert again.totals["merged"] == again.totals["read"]
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for path in (simulated / "feeds").iterdir():
+        shutil.copy(path, renamed / f"{path.stem}-resent{path.suffix}")
+    third = _ingest(renamed, store, secret=SECRET)
+    assert _store_hash(store) == before
+    assert third.feeds["hrss.wages"].problems == {}
+    assert third.feeds["hrss.wages"].merged == third.feeds["hrss.wages"].read
+    assert third.delivery == 3
+
+
+def _split_by_month(feeds: Path, first: Path, second: Path, last_month: str) -> None:
+    """Copy each feed file into two deliveries: rows up to ``last_month`` and the rest."""
+    specs = {f"{spec.department}_{spec.name}": spec for spec in load_specs()}
+    first.mkdir()
+    second.mkdir()
+    for path in feeds.iterdir():
+        spec = specs[path.stem]
+        dated = [name for name in spec.key if spec.columns[name].type in ("month", "date")]
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if not dated or spec.target not in ("income", "medical_claims", "assistance", "events"):
+            rows.to_csv(first / path.name, index=False)
+            continue
+        column = spec.columns[dated[0]]
+        months = pd.to_datetime(rows[column.name], format=str(column.format)).dt.strftime("%Y-%m")
+        rows[months <= last_month].to_csv(first / path.name, index=False)
+        rows[months > last_month].to_csv(second / path.name, index=False)
+
+
+def test_monthly_batches_build_the_same_store(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    one_shot, _ = feed_store
+    store = tmp_path / "store"
+    _split_by_month(simulated / "feeds", tmp_path / "batch1", tmp_path / "batch2", "2022-06")
+    _ingest(tmp_path / "batch1", store, secret=SECRET)
+    second = _ingest(tmp_path / "batch2", store, secret=SECRET)
+    assert second.totals["corrected"] == 0
+    assert second.rescore_households == 0
+    assert not (store / "rescore.parquet").exists()
+    for name in TABLES:
+        pd.testing.assert_frame_equal(
+            _sorted(pd.read_parquet(store / f"{name}.parquet"), name),
+            _sorted(pd.read_parquet(one_shot / f"{name}.parquet"), name),
+        )
+
+
+def test_late_correction_marks_household_for_rescoring(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(feed_store[0], store)
+    wages = pd.read_csv(simulated / "feeds" / "hrss_wages.csv", dtype=str)
+    row = wages[wages["所属年月"] == "202203"].iloc[0]
+    correction = tmp_path / "correction"
+    correction.mkdir()
+    corrected = row.copy()
+    corrected["应发工资"] = str(float(row["应发工资"]) + 500)
+    pd.DataFrame([corrected]).to_csv(correction / "hrss_wages-correction.csv", index=False)
+    report = _ingest(correction, store, secret=SECRET)
+
+    assert report.feeds["hrss.wages"].corrected == 1
+    assert report.feeds["hrss.wages"].kept == 1
+    household = IdentityHasher(SECRET)
+    members = pd.read_parquet(store / "feeds" / "state" / "civil_affairs.members.parquet")
+    person = household.hash_one("person", row["身份证号"])
+    household_id = members.loc[members["person"] == person, "household_id"].iloc[0]
+    rescore = pd.read_parquet(store / "rescore.parquet")
+    assert rescore["household_id"].tolist() == [household_id]
+    assert rescore["earliest_month"].iloc[0] == pd.Timestamp("2022-03-01")
+    history = pd.read_parquet(store / "feeds" / "history" / "hrss.wages.parquet")
+    assert history["_reason"].tolist() == [CORRECTED]
+    assert history["amount"].iloc[0] == float(row["应发工资"])
+    before = pd.read_parquet(feed_store[0] / "income.parquet")
+    after = pd.read_parquet(store / "income.parquet")
+    key = (
+        (after["household_id"] == household_id)
+        & (after["month"] == pd.Timestamp("2022-03-01"))
+        & (after["source"] == "wage")
+    )
+    old = before[
+        (before["household_id"] == household_id)
+        & (before["month"] == pd.Timestamp("2022-03-01"))
+        & (before["source"] == "wage")
+    ]
+    assert after.loc[key, "amount"].iloc[0] == old["amount"].iloc[0] + 500
+    lineage = pd.read_parquet(store / "feeds" / "lineage" / "income.parquet")
+    traced = lineage[
+        (lineage["household_id"] == household_id)
+        & (lineage["month"] == pd.Timestamp("2022-03-01"))
+        & (lineage["source"] == "wage")
+    ]
+    assert "hrss_wages-correction.csv" in set(traced["file"])
+    assert set(traced.loc[traced["file"] == "hrss_wages-correction.csv", "delivery"]) == {2}
+
+
+# The bad-input corpus: one delivery folder per case (tests/data/bad/make_corpus.py).
+
+
+_CASE_RUNS: dict[str, tuple[Path, FeedReport]] = {}
+
+
+@pytest.fixture(scope="module")
+def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("corpus")
+
+
+def _ingest_case(case: str, root: Path) -> tuple[Path, FeedReport]:
+    """Ingest a corpus case once per module into a fresh store; later calls reuse the result read-only."""
+    if case not in _CASE_RUNS:
+        store = root / case / "store"
+        report = _ingest(CORPUS / case, store, secret=SECRET, as_of=AS_OF)
+        for counts in report.feeds.values():
+            assert counts.read == counts.kept + counts.quarantined + counts.merged, counts.feed
+        _CASE_RUNS[case] = (store, report)
+    return _CASE_RUNS[case]
+
+
+def _copy_of_case(case: str, root: Path, tmp_path: Path) -> Path:
+    """Return a writable copy of a case's store, for tests that deliver more to it."""
+    store = tmp_path / "store"
+    shutil.copytree(_ingest_case(case, root)[0], store)
+    return store
+
+
+VALID_COUNTS = {
+    "civil_affairs.households": 3,
+    "civil_affairs.members": 7,
+    "hrss.wages": 5,
+    "rural_revitalisation.monitoring_lines": 2,
+}
+
+ROW_CASES = [
+    # case, feed, row, column, reason, value shown, rows of the feed kept
+    ("wrong_types", "hrss.wages", 6, "应发工资", "not a valid number", "4,100 yuan", 5),
+    ("impossible_dates", "hrss.wages", 6, "所属年月", "not a valid month (expected %Y%m)", "202313", 5),
+    ("impossible_dates", "hrss.unemployment", 1, "登记日期", "not a valid date (expected %Y%m%d)", "20230231", 1),
+    ("future_months", "hrss.wages", 6, "所属年月", "month after the delivery date", "209901", 5),
+    ("negative_members", "civil_affairs.households", 2, "家庭人口数", "less than minimum 1", "-2", 2),
+    ("unknown_region", "civil_affairs.households", 3, "行政区划代码", "unknown region code", "419999", 2),
+    ("invalid_identity", "hrss.wages", 6, "身份证号", WRONG_LENGTH, "621121*******4023", 5),
+    ("invalid_identity", "hrss.wages", 7, "身份证号", BAD_CHECK_DIGIT, "621121********0230", 5),
+    ("invalid_identity", "hrss.wages", 8, "身份证号", BAD_BIRTH_DATE, "520123********041X", 5),
+    ("person_not_in_roster", "hrss.wages", 6, "身份证号", NOT_IN_ROSTER, "520123********077X", 5),
+    ("unit_error", "hrss.wages", 6, "应发工资", UNIT_ERROR, "5100000.0", 5),
+    ("unknown_code", "civil_affairs.assistance", 2, "救助类别", "unknown code", "09", 1),
+    ("missing_column", "hrss.pensions", 1, "养老金", "missing column", "", 0),
+]
+
+
+@pytest.mark.parametrize(("case", "feed", "row", "column", "reason", "value", "kept"), ROW_CASES)
+def test_bad_row_is_quarantined_with_reason(
+    case: str, feed: str, row: int, column: str, reason: str, value: str, kept: int, corpus_root: Path
+) -> None:
+    store, report = _ingest_case(case, corpus_root)
+    quarantine = _quarantine(store)
+    match = quarantine[
+        (quarantine["feed"] == feed) & (quarantine["row"] == str(row)) & (quarantine["reason"] == reason)
+    ]
+    assert len(match) == 1, quarantine.to_string()
+    assert match["column"].iloc[0] == column
+    assert match["value"].iloc[0] == value
+    assert report.feeds[feed].quarantined >= 1
+    assert report.feeds[feed].kept == kept
+
+
+def test_unknown_region_detail_says_what_to_do(corpus_root: Path) -> None:
+    store, report = _ingest_case("unknown_region", corpus_root)
+    quarantine = _quarantine(store)
+    region = quarantine[quarantine["reason"] == "unknown region code"]
+    assert "not in the region code table" in region["detail"].iloc[0]
+    # The household's members and wages are quarantined too, each with its own reason, and counted.
+    assert report.feeds["civil_affairs.members"].problems == {HEAD_NOT_IN_ROSTER: 2}
+    assert report.feeds["hrss.wages"].problems == {NOT_IN_ROSTER: 1}
+    assert report.feeds["hrss.wages"].kept == 4
+
+
+def test_negative_members_loses_nothing_else(corpus_root: Path) -> None:
+    store, report = _ingest_case("negative_members", corpus_root)
+    assert report.feeds["civil_affairs.households"].kept == 2
+    assert report.feeds["civil_affairs.households"].quarantined == 1
+    assert report.feeds["civil_affairs.members"].kept == 5
+    assert report.feeds["civil_affairs.members"].quarantined == 2
+    assert len(pd.read_parquet(store / "households.parquet")) == 2
+
+
+def test_valid_case_keeps_every_row(corpus_root: Path) -> None:
+    store, report = _ingest_case("valid", corpus_root)
+    kept = {feed: counts.kept for feed, counts in report.feeds.items() if counts.read}
+    assert kept == VALID_COUNTS
+    assert report.totals["quarantined"] == 0
+    assert len(pd.read_parquet(store / "income.parquet")) == 4
+    assert (
+        (store / "feeds" / "deliveries" / "0001" / "summary.txt")
+        .read_text(encoding="utf-8")
+        .startswith("Delivery 1")
+    )
+
+
+def test_duplicated_keys_keep_the_later_row(corpus_root: Path) -> None:
+    store, report = _ingest_case("duplicated_keys", corpus_root)
+    counts = report.feeds["hrss.wages"]
+    assert (counts.read, counts.kept, counts.merged, counts.quarantined) == (7, 5, 2, 0)
+    history = pd.read_parquet(store / "feeds" / "history" / "hrss.wages.parquet")
+    assert history["_reason"].tolist() == [REPLACED_IN_DELIVERY]
+    assert history["amount"].tolist() == [3300.0]
+    income = pd.read_parquet(store / "income.parquet")
+    february = income[income["month"] == pd.Timestamp("2023-02-01")]
+    assert february["amount"].tolist() == [3350.0]
+
+
+def test_recoded_region_is_stored_under_its_successor(corpus_root: Path) -> None:
+    store, report = _ingest_case("recoded_region", corpus_root)
+    households = pd.read_parquet(store / "households.parquet")
+    assert report.totals["quarantined"] == 0
+    assert "411626" not in set(households["region_code"])
+    assert set(households["township_code"].dropna()) >= {"411603102"}
+
+
+def test_empty_files_fail_alone(corpus_root: Path) -> None:
+    _, report = _ingest_case("empty_file", corpus_root)
+    files = {entry.file: entry for entry in report.files}
+    assert files["hrss_pensions.csv"].status == "failed"
+    assert files["hrss_pensions.csv"].error == "the file is empty"
+    assert files["civil_affairs_assistance.csv"].status == "read"
+    assert files["civil_affairs_assistance.csv"].rows == 0
+    assert report.feeds["hrss.wages"].kept == 5
+
+
+def test_gbk_file_is_decoded(corpus_root: Path) -> None:
+    store, report = _ingest_case("gbk_encoding", corpus_root)
+    files = {entry.file: entry for entry in report.files}
+    assert files["civil_affairs_households.csv"].encoding == "gb18030"
+    assert report.feeds["civil_affairs.households"].kept == 3
+    assert "decoded as GB18030 (GBK)" in report.summary()
+
+
+def test_undecodable_file_is_rejected_with_the_byte(tmp_path: Path) -> None:
+    delivery = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", delivery)
+    (delivery / "hrss_pensions.csv").write_bytes("身份证号,发放年月,养老金\n".encode() + b"\xff\xfe\xff\n")
+    _, report = _ingest_case_from(delivery, tmp_path)
+    entry = next(entry for entry in report.files if entry.file == "hrss_pensions.csv")
+    assert entry.status == "failed"
+    assert entry.error is not None
+    assert entry.error.startswith("not valid UTF-8 or GBK: byte")
+
+
+def _ingest_case_from(folder: Path, tmp_path: Path) -> tuple[Path, FeedReport]:
+    store = tmp_path / "store"
+    return store, _ingest(folder, store, secret=SECRET, as_of=AS_OF)
+
+
+def test_extra_column_is_ignored_and_reported(corpus_root: Path) -> None:
+    _, report = _ingest_case("extra_column", corpus_root)
+    entry = next(entry for entry in report.files if entry.file == "hrss_wages.csv")
+    assert entry.dropped_columns == ["备注"]
+    assert report.feeds["hrss.wages"].kept == 5
+
+
+def test_missing_column_quarantines_every_row(corpus_root: Path) -> None:
+    _, report = _ingest_case("missing_column", corpus_root)
+    entry = next(entry for entry in report.files if entry.file == "hrss_pensions.csv")
+    assert entry.missing_columns == ["养老金"]
+    assert report.feeds["hrss.pensions"].quarantined == 2
+    assert report.feeds["hrss.pensions"].kept == 0
+
+
+def test_wrong_field_count_keeps_the_line(corpus_root: Path) -> None:
+    store, report = _ingest_case("wrong_field_count", corpus_root)
+    quarantine = _quarantine(store)
+    assert quarantine["reason"].tolist() == ["wrong number of fields"]
+    assert quarantine["row"].tolist() == ["6"]
+    assert quarantine["value"].iloc[0] == "621121********0238,202302"
+    assert report.feeds["hrss.wages"].kept == 5
+
+
+def test_two_feeds_conflict_resolved_by_precedence(corpus_root: Path) -> None:
+    store, report = _ingest_case("two_feeds_conflict", corpus_root)
+    assert report.conflicts == {"income": 1}
+    assert report.feeds["rural_revitalisation.household_income"].superseded == 1
+    income = pd.read_parquet(store / "income.parquet")
+    assert income.loc[income["source"] == "property", "amount"].tolist() == [300.0]
+    conflicts = pd.read_parquet(store / "feeds" / "conflicts" / "income.parquet")
+    assert conflicts["_feed"].tolist() == ["rural_revitalisation.household_income"]
+    assert conflicts["amount"].tolist() == [310.0]
+
+
+def test_later_delivery_wins_over_precedence(corpus_root: Path, tmp_path: Path) -> None:
+    store = _copy_of_case("two_feeds_conflict", corpus_root, tmp_path)
+    later = tmp_path / "later"
+    later.mkdir()
+    rows = pd.read_csv(CORPUS / "two_feeds_conflict" / "rural_revitalisation_household_income.csv", dtype=str)
+    rows["金额"] = "320"
+    rows.to_csv(later / "rural_revitalisation_household_income-2.csv", index=False)
+    report = _ingest(later, store, secret=SECRET, as_of=AS_OF)
+    assert report.feeds["rural_revitalisation.household_income"].corrected == 1
+    income = pd.read_parquet(store / "income.parquet")
+    assert income.loc[income["source"] == "property", "amount"].tolist() == [320.0]
+    assert report.feeds["civil_affairs.income_checks"].superseded == 1
+
+
+def test_corpus_generator_is_reproducible(tmp_path: Path) -> None:
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    loader = spec_from_file_location("make_corpus", CORPUS / "make_corpus.py")
+    assert loader is not None and loader.loader is not None
+    module = module_from_spec(loader)
+    loader.loader.exec_module(module)
+    module.make_corpus(tmp_path)
+    for path in tmp_path.rglob("*.csv"):
+        assert path.read_bytes() == (CORPUS / path.relative_to(tmp_path)).read_bytes(), path
+
+
+def test_repeated_row_of_stored_value_is_merged(corpus_root: Path, tmp_path: Path) -> None:
+    store = _copy_of_case("valid", corpus_root, tmp_path)
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(CORPUS / "valid" / "hrss_wages.csv", again / "hrss_wages-again.csv")
+    report = _ingest(again, store, secret=SECRET, as_of=AS_OF)
+    assert report.feeds["hrss.wages"].merged == 5
+    assert not report.changed
+    merged = json.loads((store / "feeds" / "report.json").read_text(encoding="utf-8"))
+    assert merged["feeds"]["hrss.wages"]["merged"] == 5
+    assert ALREADY_STORED == "already stored"
+
+
+def test_cli_feeds_ingest_reads_secret_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warning.cli import app
+    from warning.settings import get_settings
+
+    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["feeds", "ingest", str(CORPUS / "valid"), "--store", str(tmp_path / "store"), "--as-of", AS_OF],
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "hrss.wages" in result.output
+    assert (tmp_path / "store" / "income.parquet").exists()
+    assert np.isclose(
+        pd.read_parquet(tmp_path / "store" / "income.parquet")["amount"].sum(),
+        3200 + 3300 + 2100 + 4100 + 5100,
+    )

@@ -12,7 +12,11 @@ import typer
 
 from warning.settings import Settings, get_settings
 
-app = typer.Typer(help="Poverty early warning: relapse and new-poverty risk for urban and rural households.", no_args_is_help=True)
+app = typer.Typer(
+    help="Poverty early warning: relapse and new-poverty risk for urban and rural households.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 logger = logging.getLogger(__name__)
 
 WorkDir = Annotated[
@@ -56,14 +60,19 @@ def simulate(
     out = out or settings.work_dir / "simulated"
     summary = run_simulation(
         out,
-        households=households or settings.simulate_households,
-        months=months or settings.simulate_months,
+        households=settings.simulate_households if households is None else households,
+        months=settings.simulate_months if months is None else months,
         start=settings.simulate_start,
         seed=settings.seed if seed is None else seed,
         file_format=_file_format(file_format),
         as_feeds=as_feeds,
     )
-    typer.echo(f"Simulated {summary}")
+    falls = ", ".join(f"{cause} {count}" for cause, count in sorted(summary.falls_by_cause.items(), key=lambda item: -item[1]))
+    typer.echo(
+        f"Simulated {summary.households} households x {summary.months} months from {summary.start} "
+        f"in {summary.elapsed_seconds:.1f} s into {summary.out_dir}; "
+        f"{summary.households_with_falls} households fell below the line (falls by true cause: {falls})"
+    )
     if as_feeds:
         typer.echo(f"Department feeds written to {out / 'feeds'}; ingest them with `povwarn feeds ingest`")
 
@@ -93,7 +102,11 @@ def train(
     store: Annotated[Path | None, typer.Option(help="store folder (default: WORK_DIR/store)")] = None,
     work_dir: WorkDir = None,
 ) -> None:
-    """Train one LightGBM model per target, track it in MLflow and make it the champion."""
+    """Train one LightGBM model per target and track it in MLflow.
+
+    The first model of a registry becomes the champion; later ones become the
+    challenger, which `povwarn promote` may make champion.
+    """
     from warning.store import read_store
     from warning.train import train as run_training
 
@@ -113,7 +126,8 @@ def score(
     from warning.store import read_store
 
     settings = _settings(work_dir)
-    summary = run_scoring(read_store(store or settings.store_dir), load_champion(settings), settings)
+    bundle = load_champion(settings)
+    summary = run_scoring(read_store(store or settings.store_dir), bundle, settings)
     typer.echo(str(summary))
 
 
@@ -241,8 +255,8 @@ def demo(
 @app.command()
 def real(
     csv: Annotated[Path | None, typer.Option(help="nlswork.csv (default: the shared real-data folder)")] = None,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="stop after scoring")] = True,
-    work_dir: WorkDir = None,
+    serve_api: Annotated[bool, typer.Option("--serve", help="serve the API on the real-data scores afterwards")] = False,
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", help="output folder (default: out/nlswork)")] = None,
 ) -> None:
     """Run the whole pipeline on the real NLS Young Women panel (1968-88)."""
     from warning.adapters.nlswork import convert_nlswork, default_nlswork_path
@@ -251,16 +265,23 @@ def real(
     # years, from cut-offs one year apart. Environment variables still win.
     os.environ.setdefault("POVWARN_HORIZON_MONTHS", "24")
     os.environ.setdefault("POVWARN_CUTOFF_STEP_MONTHS", "12")
+    # Models of a different population get their own registry names, so that
+    # the simulator's champion and the panel's never compete.
+    os.environ.setdefault("POVWARN_REGISTERED_MODEL_PREFIX", "poverty-warning-nlswork")
     settings = _settings(work_dir or Path("out/nlswork"))
     path = csv or default_nlswork_path()
     if path is None or not Path(path).exists():
         raise typer.BadParameter("nlswork.csv not found; pass --csv PATH or set POVWARN_REAL_DATA_DIR")
     source = settings.work_dir / "dataset"
-    typer.echo(str(convert_nlswork(Path(path), source)))
+    converted = convert_nlswork(Path(path), source)
+    typer.echo(
+        f"Converted {converted.persons} persons, {converted.person_waves} person-waves in {converted.waves} waves "
+        f"({min(converted.years)}-{max(converted.years)}) into {converted.out_dir}"
+    )
     ingest(source=source, store=None, work_dir=None)
     train(store=None, work_dir=None)
     score(store=None, work_dir=None)
-    if not no_serve:
+    if serve_api:
         serve(host=None, port=None, work_dir=None)
 
 
@@ -389,5 +410,21 @@ def export_openapi(
     typer.echo(f"Wrote {out}")
 
 
+def main() -> None:
+    """Run the CLI; errors in the input or the setup print one line instead of a traceback.
+
+    With ``--verbose`` the traceback is shown as well.
+    """
+    from warning.ingest import IngestError
+
+    try:
+        app()
+    except (FileNotFoundError, ValueError, KeyError, IngestError) as error:
+        logger.debug("Command failed", exc_info=True)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

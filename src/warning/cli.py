@@ -101,7 +101,7 @@ def ingest(
 def train(
     store: Annotated[Path | None, typer.Option(help="store folder (default: WORK_DIR/store)")] = None,
     work_dir: WorkDir = None,
-) -> None:
+) -> object:
     """Train one LightGBM model per target and track it in MLflow.
 
     The first model of a registry becomes the champion; later ones become the
@@ -113,6 +113,8 @@ def train(
     settings = _settings(work_dir)
     result = run_training(read_store(store or settings.store_dir), settings)
     typer.echo(result.summary())
+    # Returned for demo, which promotes what it trained; Typer ignores it.
+    return result
 
 
 @app.command()
@@ -242,7 +244,9 @@ def demo(
             elif step == "ingest":
                 ingest(source=source, store=None, work_dir=None)
             elif step == "train":
-                train(store=None, work_dir=None)
+                result = train(store=None, work_dir=None)
+                if result.alias != "champion":
+                    _promote_demo_model(settings, result.version)
             elif step == "score":
                 score(store=None, work_dir=None)
             else:
@@ -250,6 +254,25 @@ def demo(
     typer.echo(f"Pipeline finished in {time.perf_counter() - started:.0f} s; outputs are in {settings.work_dir}")
     if not no_serve:
         serve(host=None, port=None, work_dir=None)
+
+
+def _promote_demo_model(settings: Settings, version: str) -> None:
+    """Make the model the demo just trained the champion, recorded as an override.
+
+    A demo run shows the pipeline end to end on fresh simulated data, so it
+    serves the model it trained; real retraining goes through evaluate and
+    the promotion gate instead.
+    """
+    from warning.registry.promotion import promote as run_promotion
+
+    decision = run_promotion(
+        settings,
+        version=version,
+        force=True,
+        reason="povwarn demo serves the model it has just trained on freshly simulated data",
+        requested_by="povwarn demo",
+    )
+    typer.echo(decision.summary())
 
 
 @app.command()
@@ -417,6 +440,9 @@ def main() -> None:
     """
     from warning.ingest import IngestError
 
+    # MLflow draws a progress bar for every artifact download, which floods the
+    # output when a champion bundle is fetched from the registry.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
     except (FileNotFoundError, ValueError, KeyError, IngestError) as error:

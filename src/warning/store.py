@@ -43,6 +43,15 @@ class Store:
     info: DatasetInfo
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
+    def subset(self, household_ids: pd.Series) -> Store:
+        """Return a store with only these households' rows; tables without households stay whole."""
+        wanted = pd.Index(household_ids.astype(str).unique())
+        tables = {
+            name: (frame[frame["household_id"].astype(str).isin(wanted)] if "household_id" in frame.columns else frame)
+            for name, frame in self.tables.items()
+        }
+        return Store(folder=self.folder, info=self.info, tables=tables)
+
     def table(self, name: str) -> pd.DataFrame:
         """Return a table, or an empty typed frame when the dataset has none."""
         if name not in TABLES:

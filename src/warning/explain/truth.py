@@ -59,6 +59,8 @@ def measure_cause_recovery(
     which they were at risk (at or above the line), with the target that
     applies to them then.
     """
+    # Only households that fell are explained, so the panel is rebuilt on them alone.
+    panel = Panel(panel.store.subset(falls["household_id"]), lines=bundle.lines)
     cutoffs = test_cutoff_periods(bundle, panel)
     fell = panel.household_positions(falls["household_id"].drop_duplicates())
     fell = np.sort(fell[fell >= 0])

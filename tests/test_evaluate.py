@@ -168,6 +168,27 @@ def test_rule_comparison_at_rule_count() -> None:
     assert at_rule_count.rule_precision == pytest.approx(0.5)
 
 
+def test_rule_comparison_means_over_origins() -> None:
+    pooled = pd.DataFrame(
+        {
+            "origin": ["a"] * 4 + ["b"] * 4,
+            "cutoff": ["2024-09"] * 4 + ["2024-12"] * 4,
+            "region_code": ["x"] * 8,
+            # Origin a: 1 of 1 positive flagged by the model. Origin b: 1 of 3.
+            "label": [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
+            "raw": [0.9, 0.1, 0.2, 0.3, 0.9, 0.1, 0.2, 0.3],
+            "flagged": [True, False, False, False, True, False, False, False],
+            "rule_flagged": [False, True, False, False, False, True, False, False],
+            "rule_flag": [False, True, False, False, False, True, False, False],
+        }
+    )
+    at_capacity, _ = rule_comparisons(pooled)
+    assert at_capacity.model_recall == pytest.approx((1.0 + 1 / 3) / 2)
+    assert at_capacity.rule_recall == pytest.approx((0.0 + 1 / 3) / 2)
+    assert at_capacity.recall_margin == pytest.approx(0.5)
+    assert at_capacity.flagged == 2
+
+
 # The rule baseline.
 
 

@@ -70,26 +70,50 @@ def reliability_bins(
     ]
 
 
+def equal_width_bins(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = RELIABILITY_BINS
+) -> list[ReliabilityBin]:
+    """Return the non-empty bins of ``bins`` equal-width probability ranges over [0, 1]."""
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    position = np.minimum((probabilities * bins).astype(np.int64), bins - 1)
+    result = []
+    for number in range(bins):
+        members = position == number
+        if members.any():
+            result.append(
+                ReliabilityBin(
+                    rows=int(members.sum()),
+                    positives=int(labels[members].sum()),
+                    mean_probability=float(probabilities[members].mean()),
+                    observed_rate=float(labels[members].mean()),
+                )
+            )
+    return result
+
+
 def plot_reliability(
     target: str, method: str, labels: np.ndarray, calibrated: np.ndarray, raw: np.ndarray, path: Path
 ) -> Path:
     """Draw the reliability diagram of a target's test probabilities and save it as PNG.
 
-    Top: observed rate against mean probability in equal-frequency bins, for
-    the calibrated and the raw probabilities, with the diagonal of perfect
-    calibration. Each calibrated point is labelled positives/rows. Bottom: how
-    many rows fall in equal-width probability ranges, on a log scale.
+    Top: observed rate against mean probability per bin, with the diagonal of
+    perfect calibration. Equal-size bins (the bins of the ECE) are drawn for
+    the calibrated and the raw probabilities. For rare targets they crowd near
+    zero, so equal-width bins of the calibrated probabilities are drawn too,
+    each labelled positives/rows. Bottom: rows per probability range, on a log scale.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     calibrated_bins = reliability_bins(labels, calibrated)
     raw_bins = reliability_bins(labels, raw)
+    width_bins = equal_width_bins(labels, calibrated)
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(6.4, 7.6), gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
     )
     points = [
         value
-        for item in (*calibrated_bins, *raw_bins)
+        for item in (*calibrated_bins, *raw_bins, *width_bins)
         for value in (item.mean_probability, item.observed_rate)
     ]
     upper = min(1.0, max([0.05, *points]) * 1.1)
@@ -100,16 +124,24 @@ def plot_reliability(
         marker="s",
         color="tab:orange",
         alpha=0.6,
-        label="raw model",
+        label="raw, equal-size bins",
     )
     top.plot(
         [item.mean_probability for item in calibrated_bins],
         [item.observed_rate for item in calibrated_bins],
         marker="o",
         color="tab:blue",
-        label=f"calibrated ({method})",
+        label=f"{method}, equal-size bins (~{calibrated_bins[0].rows if calibrated_bins else 0} rows each)",
     )
-    for item in calibrated_bins:
+    top.plot(
+        [item.mean_probability for item in width_bins],
+        [item.observed_rate for item in width_bins],
+        marker="D",
+        linestyle=":",
+        color="tab:green",
+        label=f"{method}, equal-width bins",
+    )
+    for item in width_bins:
         top.annotate(
             f"{item.positives}/{item.rows}",
             (item.mean_probability, item.observed_rate),
@@ -122,10 +154,9 @@ def plot_reliability(
     top.set_xlabel("mean predicted probability in bin")
     top.set_ylabel("observed rate in bin")
     top.set_title(
-        f"{target}: reliability on backtest test rows\n"
-        f"(points: positives/rows of {len(calibrated_bins)} equal-size bins)"
+        f"{target}: reliability on backtest test rows\n(labels: positives/rows per equal-width bin)"
     )
-    top.legend(loc="upper left")
+    top.legend(loc="upper left", fontsize=8)
     bottom.hist(np.asarray(calibrated, dtype=np.float64), bins=20, range=(0.0, upper), color="tab:blue")
     bottom.set_yscale("log")
     bottom.set_xlim(0, upper)

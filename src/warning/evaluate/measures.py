@@ -28,15 +28,15 @@ GROUP_COLUMNS = ["cutoff", "region_code"]
 MEAN_FIELDS = ("roc_auc", "pr_auc", "brier", "ece", "recall_at_capacity", "precision_at_capacity")
 
 AT_CAPACITY_BASIS = (
-    "each county flags ceil(capacity_share x its labelled households) at each test cut-off, pooled over "
-    "the test rows of all origins. The model flags its highest risks. The rule flags its flagged "
-    "households first, lowest trailing income over the line first, then fills the remaining places "
-    "with unflagged households, again lowest income over the line first"
+    "each county flags ceil(capacity_share x its labelled households) at each test cut-off; recall and "
+    "precision are means over origins and the margin is their difference. The model flags its highest "
+    "risks. The rule flags its flagged households first, lowest trailing income over the line first, then "
+    "fills the remaining places with unflagged households, again lowest income over the line first"
 )
 AT_RULE_COUNT_BASIS = (
-    "each county flags as many households as the rule flags there at each test cut-off, pooled over "
-    "the test rows of all origins. The rule flags exactly its flagged households; the model flags its "
-    "highest risks"
+    "each county flags as many households as the rule flags there at each test cut-off; recall and "
+    "precision are means over origins and the margin is their difference. The rule flags exactly its "
+    "flagged households, and the model flags its highest risks"
 )
 
 
@@ -102,39 +102,66 @@ def mean_metrics(sets: list[MetricSet]) -> MetricMeans:
     return MetricMeans(origins=len(sets), **means)
 
 
+def _mean(values: list[float]) -> float | None:
+    finite = [value for value in values if np.isfinite(value)]
+    return float(np.mean(finite)) if finite else None
+
+
 def _comparison(
-    basis: str, labels: np.ndarray, model_flags: np.ndarray, rule_flags: np.ndarray
+    basis: str, labels: np.ndarray, origins: np.ndarray, model_flags: np.ndarray, rule_flags: np.ndarray
 ) -> RuleComparison:
-    model_recall, model_precision = recall_precision(labels, model_flags)
-    rule_recall, rule_precision = recall_precision(labels, rule_flags)
-    margin = model_recall - rule_recall
+    """Return recall and precision of both flag sets as unweighted means over origins."""
+    per_origin = []
+    for origin in pd.unique(origins):
+        rows = origins == origin
+        per_origin.append(
+            (
+                *recall_precision(labels[rows], model_flags[rows]),
+                *recall_precision(labels[rows], rule_flags[rows]),
+            )
+        )
+    model_recall, model_precision, rule_recall, rule_precision = (
+        _mean([values[position] for values in per_origin]) for position in range(4)
+    )
+    margin = None if model_recall is None or rule_recall is None else model_recall - rule_recall
     return RuleComparison(
         basis=basis,
         flagged=int(np.asarray(model_flags).sum()),
-        model_recall=finite_or_none(model_recall),
-        rule_recall=finite_or_none(rule_recall),
-        recall_margin=finite_or_none(margin),
-        model_precision=finite_or_none(model_precision),
-        rule_precision=finite_or_none(rule_precision),
+        model_recall=model_recall,
+        rule_recall=rule_recall,
+        recall_margin=margin,
+        model_precision=model_precision,
+        rule_precision=rule_precision,
     )
 
 
-def rule_comparisons(pooled: pd.DataFrame) -> tuple[RuleComparison, RuleComparison]:
-    """Return model against rule at equal capacity and at the rule's own flag count per county."""
-    labels = pooled["label"].to_numpy(dtype=np.float64)
+def rule_comparisons(predictions: pd.DataFrame) -> tuple[RuleComparison, RuleComparison]:
+    """Return model against rule at equal capacity and at the rule's own flag count per county.
+
+    ``predictions`` contains the test rows of every origin, and its ``origin``
+    column names the origin of each row. Without that column the rows count as one origin.
+    """
+    labels = predictions["label"].to_numpy(dtype=np.float64)
+    if "origin" in predictions.columns:
+        origins = predictions["origin"].astype(str).to_numpy()
+    else:
+        origins = np.zeros(len(predictions), dtype=np.int64)
     at_capacity = _comparison(
-        AT_CAPACITY_BASIS, labels, pooled["flagged"].to_numpy(), pooled["rule_flagged"].to_numpy()
+        AT_CAPACITY_BASIS,
+        labels,
+        origins,
+        predictions["flagged"].to_numpy(dtype=bool),
+        predictions["rule_flagged"].to_numpy(dtype=bool),
     )
-    # The origin column keeps origins apart even if two of them test the same cut-off.
-    group_columns = ["origin", *GROUP_COLUMNS] if "origin" in pooled.columns else GROUP_COLUMNS
-    rule_flags = pooled[FLAG_COLUMN].to_numpy(dtype=bool)
+    rule_flags = predictions[FLAG_COLUMN].to_numpy(dtype=bool)
+    groups = predictions[GROUP_COLUMNS].assign(origin=origins)
     rule_count = (
         pd.Series(rule_flags.astype(np.int64))
-        .groupby([pooled[column].to_numpy() for column in group_columns])
+        .groupby([groups[column].to_numpy() for column in groups.columns])
         .transform("sum")
     )
-    model_flags = top_per_group(pooled[group_columns], pooled["raw"].to_numpy(), rule_count.to_numpy())
-    at_rule_count = _comparison(AT_RULE_COUNT_BASIS, labels, model_flags, rule_flags)
+    model_flags = top_per_group(groups, predictions["raw"].to_numpy(), rule_count.to_numpy())
+    at_rule_count = _comparison(AT_RULE_COUNT_BASIS, labels, origins, model_flags, rule_flags)
     return at_capacity, at_rule_count
 
 

@@ -154,7 +154,7 @@ class OracleCeiling(_Model):
 
     rows: int
     coverage: float = Field(description="share of test rows with an oracle risk")
-    # Fewest simulation runs behind one household's true risk; null when the file does not record it.
+    # Minimum number of simulation runs behind a household's true risk; null when the file lacks it.
     replicas: int | None = None
     model_roc_auc: float | None = None
     oracle_roc_auc: float | None = None

@@ -209,3 +209,18 @@ def test_loss_since_event_measures_income_lost_after_shock(catalogue):
     # 600 a month lost since July 2022: 7,200 a year for a household of two.
     assert row["illness_income_loss_24m"] == pytest.approx(3600.0)
     assert row["job_loss_income_loss_24m"] == 0.0
+
+
+def test_bundle_keeps_its_own_catalogue(tmp_path):
+    from warning.bundle import ModelBundle
+    from warning.features import catalogue_of
+
+    text = SETTINGS.catalogue_path.read_text(encoding="utf-8")
+    bundle = ModelBundle(
+        version="v1", feature_names=[], cause_group_of={}, measures={}, models={}, lines=pd.DataFrame(), catalogue_text=text
+    )
+    elsewhere = tmp_path / "changed.yaml"
+    elsewhere.write_text("series: {}\nfeatures: []\n")
+    assert catalogue_of(bundle, elsewhere).feature_names == load_catalogue(SETTINGS.catalogue_path).feature_names
+    bundle.catalogue_text = ""
+    assert catalogue_of(bundle, elsewhere).feature_names == []

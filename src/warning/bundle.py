@@ -136,6 +136,9 @@ class ModelBundle:
     # the groups (such as income close to the line) whose contribution is shared
     # among the causes in proportion to that lost income. See warning.explain.
     income_loss_features: dict[str, str] = field(default_factory=dict)
+    # The feature catalogue the model was trained with, as YAML text, so that
+    # scoring computes the same features after the catalogue file changes.
+    catalogue_text: str = ""
     shared_groups: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
@@ -160,6 +163,8 @@ class ModelBundle:
             elif calibrator_path.exists():
                 calibrator_path.unlink()
         self.lines.to_parquet(folder / "poverty_lines.parquet", index=False)
+        if self.catalogue_text:
+            (folder / "catalogue.yaml").write_text(self.catalogue_text, encoding="utf-8")
         body = {
             "version": self.version,
             "targets": self.targets,
@@ -203,6 +208,9 @@ class ModelBundle:
             training=body.get("training", {}),
             income_loss_features=body.get("income_loss_features", {}),
             shared_groups=body.get("shared_groups", {}),
+            catalogue_text=(folder / "catalogue.yaml").read_text(encoding="utf-8")
+            if (folder / "catalogue.yaml").exists()
+            else "",
         )
         logger.info("Loaded model bundle %s from %s", bundle.version, folder)
         return bundle

@@ -142,18 +142,15 @@ def causes(
     """Report how often the champion's top cause is the true cause of a fall (simulated data only)."""
     import json
 
-    import yaml
-
     from warning.bundle import load_champion
     from warning.explain.truth import measure_cause_recovery, read_falls, recovery_report
-    from warning.features import load_catalogue
+    from warning.features import catalogue_of
     from warning.panel import Panel
     from warning.store import read_store
 
     settings = _settings(work_dir)
     bundle = load_champion(settings)
-    groups = set(yaml.safe_load(settings.cause_groups_path.read_text(encoding="utf-8")))
-    catalogue = load_catalogue(settings.catalogue_path, groups)
+    catalogue = catalogue_of(bundle, settings.catalogue_path)
     panel = Panel(read_store(store or settings.store_dir), lines=bundle.lines)
     falls = read_falls(truth or settings.work_dir / "simulated" / "truth")
     results = measure_cause_recovery(panel, bundle, catalogue, falls, settings.horizon_months, settings.top_causes)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from warning.bundle import ModelBundle, champion_path, load_champion
 from warning.registry.aliases import ChampionSource, RegistryError, load_champion_by_alias
-from warning.features import Catalogue, load_catalogue
+from warning.features import Catalogue, catalogue_of, load_catalogue
 from warning.score import display_url, make_engine
 from warning.settings import Settings
 
@@ -85,7 +85,7 @@ def load_service_state(settings: Settings) -> ServiceState:
         logger.error("Starting without a model: %s", bundle_error)
     state = ServiceState(
         settings=settings,
-        catalogue=load_catalogue(settings.catalogue_path),
+        catalogue=catalogue_of(bundle, settings.catalogue_path) if bundle else load_catalogue(settings.catalogue_path),
         engine=make_engine(settings.score_database_url),
         bundle=bundle,
         bundle_error=bundle_error,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from warning.bundle import ModelBundle
 from warning.contract import TABLES
 from warning.panel import SPELL_TABLES, SeriesSpec
 
@@ -132,10 +133,9 @@ def _parse_feature(raw: dict, series: dict[str, SeriesSpec], cause_groups: set[s
     return feature
 
 
-def load_catalogue(path: Path, cause_groups: set[str] | None = None) -> Catalogue:
-    """Read the catalogue and check every entry against the contract and the cause groups."""
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+def parse_catalogue(text: str, path: Path, cause_groups: set[str] | None = None) -> Catalogue:
+    """Parse catalogue YAML text and check every entry; ``path`` names it in errors."""
+    raw = yaml.safe_load(text)
     series = {name: _parse_series(name, spec, path) for name, spec in raw.get("series", {}).items()}
     features = tuple(_parse_feature(entry, series, cause_groups, path) for entry in raw.get("features", []))
     names = [feature.name for feature in features]
@@ -143,3 +143,16 @@ def load_catalogue(path: Path, cause_groups: set[str] | None = None) -> Catalogu
     if duplicated:
         raise ValueError(f"{path}: feature names appear more than once: {duplicated}")
     return Catalogue(series=series, features=features, path=path)
+
+
+def load_catalogue(path: Path, cause_groups: set[str] | None = None) -> Catalogue:
+    """Read the catalogue and check every entry against the contract and the cause groups."""
+    path = Path(path)
+    return parse_catalogue(path.read_text(encoding="utf-8"), path, cause_groups)
+
+
+def catalogue_of(bundle: ModelBundle, fallback: Path) -> Catalogue:
+    """Return the catalogue a bundle was trained with, or the one at ``fallback`` for older bundles."""
+    if bundle.catalogue_text:
+        return parse_catalogue(bundle.catalogue_text, Path(f"catalogue of model {bundle.version}"))
+    return load_catalogue(fallback)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from warning.bundle import ModelBundle
-from warning.features import build_features, load_catalogue
+from warning.features import build_features, catalogue_of
 from warning.features.build import cutoff_periods_of
 from warning.monitor.psi import population_stability
 from warning.panel import Panel
@@ -200,7 +200,7 @@ def measure_drift(
     panel = Panel(store, lines=bundle.lines)
     reference_periods = _reference_periods(panel, cutoffs)
     newest = panel.n_periods - 1
-    catalogue = load_catalogue(settings.catalogue_path)
+    catalogue = catalogue_of(bundle, settings.catalogue_path)
     frame = build_features(panel, catalogue, np.unique(np.append(reference_periods, newest)))
     periods = cutoff_periods_of(panel, frame["cutoff"])
     reference = frame.loc[np.isin(periods, reference_periods)].reset_index(drop=True)

@@ -22,7 +22,7 @@ import yaml
 
 from warning.bundle import CHAMPION, ModelBundle, models_dir
 from warning.evaluate.report import EvaluationReport, MetricMeans, RuleComparison, TargetEvaluation
-from warning.features import Catalogue, load_catalogue
+from warning.features import Catalogue, catalogue_of
 from warning.registry.aliases import (
     CHALLENGER,
     RegisteredBundle,
@@ -581,7 +581,7 @@ def gather_inputs(settings: Settings, version: str) -> CardInputs:
         folder = bundle_folder(settings, client, registered)
     bundle = ModelBundle.load(folder)
     try:
-        catalogue = load_catalogue(settings.catalogue_path)
+        catalogue = catalogue_of(bundle, settings.catalogue_path)
     except (OSError, ValueError) as error:
         logger.warning("Card of %s lists features without descriptions: %s", version, error)
         catalogue = None

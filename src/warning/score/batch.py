@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from warning.bundle import ModelBundle
-from warning.features import load_catalogue
+from warning.features import catalogue_of
 from warning.panel import Panel
 from warning.score.compute import score_panel
 from warning.score.database import display_url, make_engine, write_scores
@@ -55,7 +55,7 @@ def score(store: Store, bundle: ModelBundle, settings: Settings) -> ScoreSummary
             f"trained on period {bundle.period!r}; score with a model trained on data of the same period"
         )
     scored_at = datetime.now(UTC)
-    catalogue = load_catalogue(settings.catalogue_path)
+    catalogue = catalogue_of(bundle, settings.catalogue_path)
     panel = Panel(store, lines=bundle.lines)
     frame = score_panel(
         panel,

@@ -253,6 +253,7 @@ def _make_bundle(
         metrics={target: fitted.metrics for target, fitted in fits.items()},
         cause_labels={name: group.label for name, group in groups.items()},
         training=training,
+        catalogue_text=catalogue.path.read_text(encoding="utf-8"),
         income_loss_features={
             feature.name: feature.cause_group
             for feature in catalogue.features

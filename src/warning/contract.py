@@ -61,6 +61,7 @@ class Column:
     nullable: bool = False
     categories: tuple[str, ...] = ()
     min_value: float | None = None
+    max_value: float | None = None
     description: str = ""
 
 

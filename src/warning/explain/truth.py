@@ -67,10 +67,10 @@ def measure_cause_recovery(
     at_risk = panel.below_line()[np.ix_(fell, cutoffs)] == 0.0
     former = formerly_poor(panel, cutoffs)[fell]
     features = build_features(panel, catalogue, cutoffs)
-    wanted = pd.Series(panel.household_ids[fell])
-    features = features[features["household_id"].isin(wanted)].reset_index(drop=True)
+    fallen_ids = pd.Series(panel.household_ids[fell])
+    features = features[features["household_id"].isin(fallen_ids)].reset_index(drop=True)
     # build_features orders rows by cut-off, then by grid row.
-    row_of = {household: position for position, household in enumerate(wanted)}
+    row_of = {household: position for position, household in enumerate(fallen_ids)}
     rows = features["household_id"].map(row_of).to_numpy()
     columns = np.searchsorted(cutoffs, panel.period_of_month(month_number(features["cutoff"])))
     risk = at_risk[rows, columns]

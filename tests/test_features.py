@@ -224,3 +224,17 @@ def test_bundle_keeps_its_own_catalogue(tmp_path):
     assert catalogue_of(bundle, elsewhere).feature_names == load_catalogue(SETTINGS.catalogue_path).feature_names
     bundle.catalogue_text = ""
     assert catalogue_of(bundle, elsewhere).feature_names == []
+
+
+def test_insurance_cover_counts_each_household_separately(catalogue):
+    store = _single_household_store([1000.0] * 24)
+    other = store.tables["households"].assign(household_id=pd.array(["b"], dtype="string"))
+    store.tables["households"] = pd.concat([store.tables["households"], other], ignore_index=True)
+    store.tables["income"] = pd.concat([store.tables["income"], store.tables["income"].assign(household_id="b")])
+    # The same person id appears in both households' insurance rows.
+    store.tables["insurance"] = pd.DataFrame(
+        {"person_id": ["p1", "p1"], "household_id": ["a", "b"], "year": [2022, 2022], "scheme": "basic_medical", "enrolled": True}
+    )
+    rows = build_features(Panel(store), catalogue, np.array([23])).set_index("household_id")
+    assert rows.loc["a", "basic_medical_cover"] == pytest.approx(0.5)
+    assert rows.loc["b", "basic_medical_cover"] == pytest.approx(0.5)

@@ -44,8 +44,8 @@ def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="lo
 @app.command()
 def simulate(
     out: Annotated[Path | None, typer.Option(help="folder for the simulated tables (default: WORK_DIR/simulated)")] = None,
-    households: Annotated[int | None, typer.Option(help="number of households")] = None,
-    months: Annotated[int | None, typer.Option(help="number of months simulated")] = None,
+    households: Annotated[int | None, typer.Option(help="number of households (default 50,000)", min=10)] = None,
+    months: Annotated[int | None, typer.Option(help="number of months simulated (default 60)", min=24)] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     work_dir: WorkDir = None,
@@ -208,7 +208,7 @@ def evaluate(
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000)", min=1, max=65535)] = None,
     work_dir: WorkDir = None,
 ) -> None:
     """Start the HTTP API (predict, scores, health) with uvicorn."""
@@ -225,7 +225,7 @@ def serve(
 
 @app.command()
 def demo(
-    households: Annotated[int | None, typer.Option(help="number of simulated households")] = None,
+    households: Annotated[int | None, typer.Option(help="number of simulated households (default 50,000)", min=10)] = None,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="stop after scoring instead of starting the API")] = False,
     work_dir: WorkDir = None,
 ) -> None:
@@ -435,6 +435,8 @@ def main() -> None:
 
     With ``--verbose`` the traceback is shown as well.
     """
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     from warning.ingest import IngestError
 
     # MLflow draws a progress bar for every artifact download, which floods the
@@ -442,7 +444,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
-    except (FileNotFoundError, ValueError, KeyError, IngestError) as error:
+    except (OSError, ValueError, KeyError, OverflowError, IngestError, ArgumentError, SQLAlchemyError) as error:
         logger.debug("Command failed", exc_info=True)
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)

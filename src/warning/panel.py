@@ -312,7 +312,10 @@ class Panel:
         shares = np.zeros(self.shape)
         if rows.size == 0:
             return shares
-        _, first = np.unique(persons.astype(np.int64) * 10_000 + years, return_index=True)
+        # Unique per household too: two households naming the same person must
+        # not take each other's enrolments.
+        keys = np.stack([rows, persons.astype(np.int64), years], axis=1)
+        _, first = np.unique(keys, axis=0, return_index=True)
         rows, years = rows[first], years[first]
         for year in np.unique(years):
             columns = np.flatnonzero(period_years == year)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -19,7 +21,7 @@ from factories import make_store  # noqa: E402
 from test_score import BANDS, read_scores, train_test_bundle  # noqa: E402
 
 from warning.api import create_app, export_openapi  # noqa: E402
-from warning.api.schemas import HISTORY_TABLES  # noqa: E402
+from warning.api.schemas import HISTORY_TABLES, check_month_range, current_month  # noqa: E402
 from warning.bundle import ModelBundle  # noqa: E402
 from warning.contract import TABLES  # noqa: E402
 from warning.score import score  # noqa: E402
@@ -261,6 +263,164 @@ def test_predict_rejects_cross_field_problems(client: TestClient, store: Store, 
     assert ["body", "households", 1, "household", "household_id"] in locations
 
 
+def post_raw(client: TestClient, body: dict[str, Any]) -> Any:
+    """Post a body through json.dumps, which writes NaN and Infinity literals."""
+    return client.post("/v1/predict", content=json.dumps(body), headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_predict_rejects_non_finite_numbers(client: TestClient, history: dict[str, Any], value: float) -> None:
+    history["household"]["members"] = value
+    history["income"][0]["amount"] = value
+
+    response = post_raw(client, {"households": [history]})
+
+    assert response.status_code == 422
+    errors = {tuple(error["loc"]): error for error in response.json()["detail"]}
+    members = errors[("body", "households", 0, "household", "members")]
+    amount = errors[("body", "households", 0, "income", 0, "amount")]
+    assert "finite number" in members["msg"]
+    assert "finite number" in amount["msg"]
+    assert members["input"] == str(value)
+    assert amount["input"] == str(value)
+
+
+def test_validation_error_shortens_large_input(client: TestClient) -> None:
+    response = client.post("/v1/predict", json={"households": "x" * 100_000})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "households"]
+    assert len(error["input"]) < 250
+    assert error["input"].endswith("... (100002 characters)")
+    assert len(response.content) < 1000
+
+
+def test_validation_error_lists_at_most_100_errors(client: TestClient, history: dict[str, Any]) -> None:
+    history["income"] = [{"month": "2023-01", "source": f"source-{index}", "amount": 1.0} for index in range(150)]
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    details = response.json()["detail"]
+    assert len(details) == 101
+    assert details[-1]["type"] == "too_many_errors"
+    assert details[-1]["msg"].startswith("50 more errors are not listed")
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("household", "members", 2**63),
+        ("household", "members", 101),
+        ("household", "children_in_school", 2**63),
+        ("household", "elderly", 2**64 + 5),
+        ("insurance", "year", 2**63),
+        ("insurance", "year", 1899),
+        ("insurance", "year", 2101),
+        ("income", "amount", 1e12),
+        ("income", "amount", -1e12),
+        ("medical_claims", "total_cost", 1e300),
+    ],
+)
+def test_predict_rejects_out_of_range_number(
+    client: TestClient, history: dict[str, Any], table: str, column: str, value: float
+) -> None:
+    if table == "household":
+        history["household"][column] = value
+        location = ["body", "households", 0, "household", column]
+    else:
+        history[table][0][column] = value
+        location = ["body", "households", 0, table, 0, column]
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    assert location in error_locations(response)
+
+
+@pytest.mark.parametrize(
+    ("month", "message"),
+    [("2999-12", "month 2999-12 is in the future"), ("1899-12", "month 1899-12 is before 1900-01")],
+)
+def test_predict_rejects_month_out_of_range(
+    client: TestClient, history: dict[str, Any], month: str, message: str
+) -> None:
+    history["income"].append({"month": month, "source": "wage", "amount": 100.0})
+    history["medical_claims"][0]["month"] = month
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    errors = {tuple(error["loc"]): error["msg"] for error in response.json()["detail"]}
+    income_position = len(history["income"]) - 1
+    assert message in errors[("body", "households", 0, "income", income_position, "month")]
+    assert message in errors[("body", "households", 0, "medical_claims", 0, "month")]
+
+
+def test_current_month_is_accepted() -> None:
+    newest = current_month()
+    now = datetime.now(UTC).strftime("%Y-%m")
+
+    assert newest >= now
+    assert check_month_range(newest) == newest
+    assert check_month_range("1900-01") == "1900-01"
+
+
+def test_predict_rejects_person_in_two_households(client: TestClient, store: Store, history: dict[str, Any]) -> None:
+    other = history_of(store, "h00005")
+    shared = history["insurance"][0]["person_id"]
+    other["employment"].append(
+        {"person_id": shared, "kind": "migrant", "sector": None, "start_month": "2022-01", "end_month": None}
+    )
+
+    response = client.post("/v1/predict", json={"households": [history, other]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "households", 1, "employment", len(other["employment"]) - 1, "person_id"]
+    assert f"person_id {shared!r} of household 'h00005'" in error["msg"]
+    assert "already given in household 'h00003' at position 0" in error["msg"]
+    assert error["input"] == shared
+
+
+def test_predict_rejects_claim_costs_over_total(client: TestClient, history: dict[str, Any]) -> None:
+    history["medical_claims"][0].update(total_cost=100.0, reimbursed=60.0, out_of_pocket=50.0)
+    history["medical_claims"][1].update(total_cost=100.0, reimbursed=60.0, out_of_pocket=40.005)
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "households", 0, "medical_claims", 0, "total_cost"]
+    assert "reimbursed (60.0) + out_of_pocket (50.0) = 110.0 exceeds total_cost (100.0)" in error["msg"]
+    assert error["input"] == 100.0
+
+
+def test_predict_rejects_body_over_size_limit(settings: Settings, history: dict[str, Any]) -> None:
+    body = json.dumps({"households": [history]}).encode()
+    small = settings.model_copy(update={"max_request_bytes": len(body) - 1})
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    with TestClient(create_app(small)) as client:
+        sized = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+        streamed = client.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+        exact = settings.model_copy(update={"max_request_bytes": len(body)})
+    with TestClient(create_app(exact)) as client:
+        accepted = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
+
+    assert sized.status_code == 413
+    assert "content-length" in sized.request.headers
+    assert f"limit of {len(body) - 1} bytes (POVWARN_MAX_REQUEST_BYTES)" in sized.json()["detail"]
+    assert streamed.status_code == 413
+    assert "content-length" not in streamed.request.headers
+    assert "POVWARN_MAX_REQUEST_BYTES" in streamed.json()["detail"]
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_predict_without_model_returns_503(tmp_path: Path, history: dict[str, Any]) -> None:
     settings = Settings(work_dir=tmp_path, mlflow_tracking_uri=without_registry(tmp_path))
 
@@ -398,6 +558,12 @@ def test_scores_by_cutoff_without_rows(client: TestClient) -> None:
         ({"limit": 1001}, "limit"),
         ({"min_probability": 1.5}, "min_probability"),
         ({"cutoff": "2023-1"}, "cutoff"),
+        ({"cutoff": "0000-01"}, "cutoff"),
+        ({"cutoff": "1899-12"}, "cutoff"),
+        ({"offset": 2**63}, "offset"),
+        ({"offset": "1e30"}, "offset"),
+        ({"offset": 10**9 + 1}, "offset"),
+        ({"offset": -1}, "offset"),
     ],
 )
 def test_scores_rejects_invalid_query(client: TestClient, params: dict[str, Any], name: str) -> None:
@@ -413,6 +579,35 @@ def test_scores_without_database_table(tmp_path: Path) -> None:
 
     assert response.status_code == 503
     assert "run povwarn score" in response.json()["detail"]
+
+
+# Settings.
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ({"high": 2.0, "low": 0.0}, "band 'high' has threshold 2.0"),
+        ({"high": float("nan"), "low": 0.0}, "band 'high' has threshold nan"),
+        ({"high": 0.5, "low": -0.1}, "band 'low' has threshold -0.1"),
+        ({"high": 0.5, "medium": 0.5, "low": 0.0}, "thresholds must be distinct, but [0.5]"),
+        ({"high": 0.5, "low": 0.1}, "must include a band starting at 0"),
+        ({}, "must name at least one band"),
+    ],
+    ids=["above-one", "nan", "negative", "duplicate", "no-zero", "empty"],
+)
+def test_settings_reject_invalid_band_thresholds(thresholds: dict[str, float], message: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(band_thresholds=thresholds)
+
+    assert "POVWARN_BAND_THRESHOLDS" in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_settings_accept_valid_band_thresholds() -> None:
+    settings = Settings(band_thresholds={"high": 1.0, "medium": 0.2, "low": 0.0})
+
+    assert settings.band_thresholds == {"high": 1.0, "medium": 0.2, "low": 0.0}
 
 
 # Published documents.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from warning.contract import TABLES, DatasetInfo
+import warning.ingest.pipeline
+from warning.contract import LATEST_YEAR, TABLES, DatasetInfo
 from warning.ingest import (
     QUARANTINE_COLUMNS,
     IngestError,
@@ -201,7 +203,7 @@ def test_parquet_native_types_are_checked(tmp_path: Path) -> None:
     problems = quarantine(tmp_path / "store", "income")
     assert problems[["row", "column", "value", "reason"]].values.tolist() == [
         ["2", "amount", "", "missing value"],
-        ["3", "amount", "inf", "not a valid number"],
+        ["3", "amount", "inf", "not a finite number"],
     ]
     household_problems = quarantine(tmp_path / "store", "households")
     assert household_problems[["row", "column", "value", "reason"]].values.tolist() == [
@@ -254,6 +256,37 @@ BAD_CELLS = [
     ("medical_claims", 0, "total_cost", "9999.5", "reimbursed + out_of_pocket greater than total_cost",
      "reimbursed = 7000, out_of_pocket = 3000"),
     ("poverty_lines", 1, "region_prefix", "11x", "not a region code prefix of 1 to 6 digits", ""),
+    # Digits other than ASCII 0-9, which Python's \d matches but the parsers reject.
+    ("income", 0, "amount", "１２３", "not a valid number", ""),
+    ("households", 0, "members", "٣", "not a valid integer", ""),
+    ("insurance", 0, "year", "２０２３", "not a valid year (expected YYYY)", ""),
+    ("income", 0, "month", "２０２３-01", "not a valid month (expected YYYY-MM)", ""),
+    ("registrations", 0, "start_month", "2021-0١", "not a valid month (expected YYYY-MM)", ""),
+    ("households", 0, "region_code", "１１０１０１", "not a 6-digit region code", ""),
+    ("poverty_lines", 1, "region_prefix", "１１", "not a region code prefix of 1 to 6 digits", ""),
+    # Implausible months and years.
+    ("income", 0, "month", "1899-12", "month before 1900-01", ""),
+    ("employment", 1, "start_month", "1850-05", "month before 1900-01", ""),
+    ("income", 0, "month", "2999-01", "month is in the future", ""),
+    ("insurance", 0, "year", "1899", "less than minimum 1900", ""),
+    ("poverty_lines", 0, "year", str(LATEST_YEAR + 1), f"greater than maximum {LATEST_YEAR}", ""),
+    # Numbers that are not finite.
+    ("income", 0, "amount", "1e999", "not a finite number", ""),
+    ("income", 1, "amount", "-1e999", "not a finite number", ""),
+    ("income", 2, "amount", "inf", "not a finite number", ""),
+    ("income", 3, "amount", "nan", "not a finite number", ""),
+    ("events", 0, "loss_amount", "-Infinity", "not a finite number", ""),
+    # Upper bounds.
+    ("households", 0, "members", "101", "greater than maximum 100", ""),
+    ("income", 0, "amount", "1000000001", "greater than maximum 1e+09", ""),
+    ("income", 1, "amount", "-1000000001", "less than minimum -1e+09", ""),
+    ("assistance", 0, "amount", "2e9", "greater than maximum 1e+09", ""),
+    ("events", 0, "loss_amount", "1000000000.5", "greater than maximum 1e+09", ""),
+    ("poverty_lines", 0, "line", "10000001", "greater than maximum 1e+07", ""),
+    # Ids.
+    ("income", 0, "household_id", "h" * 129, "invalid id", ""),
+    ("households", 1, "household_id", "h\n2", "invalid id", ""),
+    ("employment", 0, "person_id", "p\x071", "invalid id", ""),
 ]
 
 
@@ -282,6 +315,67 @@ def test_bad_cell_quarantines_its_row(
     assert result.rows_kept == len(GOOD_TABLES[table]) - 1
     assert result.problems == {reason: 1}
     assert_counts_add_up(report)
+
+
+def test_bounds_are_inclusive(tmp_path: Path) -> None:
+    households = with_cell("households", 0, "members", "100")
+    income = with_cell("income", 0, "amount", "1e9")
+    income.loc[1, "amount"] = "-1e9"
+    income.loc[2, "household_id"] = "h" * 127 + "2"
+    lines = with_cell("poverty_lines", 0, "line", "1e7")
+    lines.loc[1, "year"] = str(LATEST_YEAR)
+    households.loc[1, "household_id"] = "h" * 127 + "2"
+    source = write_required_dataset(
+        tmp_path / "source", households=households, income=income, poverty_lines=lines
+    )
+    report = ingest(source, tmp_path / "store")
+    assert report.rows_quarantined == 0
+    assert report.tables["income"].rows_kept == 4
+
+
+def test_months_after_as_of_are_in_future(tmp_path: Path) -> None:
+    source = write_good_dataset(tmp_path / "source")
+    report = ingest(source, tmp_path / "store", as_of=date(2023, 2, 1))
+
+    problems = quarantine(tmp_path / "store", "events")
+    assert problems[["row", "column", "value", "reason"]].values.tolist() == [
+        ["2", "month", "2023-03", "month is in the future"],
+    ]
+    assert report.tables["income"].rows_kept == 4
+    assert report.tables["events"].rows_kept == 1
+    assert report.problems == {"month is in the future": 1}
+    assert_counts_add_up(report)
+
+
+def test_id_with_nul_is_invalid(tmp_path: Path) -> None:
+    income = with_cell("income", 0, "household_id", "h\x001")
+    source = write_required_dataset(tmp_path / "source", income=income)
+    report = ingest(source, tmp_path / "store")
+    assert report.tables["income"].problems == {"invalid id": 1}
+    assert report.tables["income"].rows_kept == 3
+    assert report.tables["income"].rows_quarantined == 1
+    assert_counts_add_up(report)
+
+
+def test_contract_sets_plausible_bounds() -> None:
+    households = TABLES["households"]
+    for name in ("members", "labour_capable", "disabled", "elderly", "children_in_school"):
+        assert households.column(name).max_value == 100, name
+    amounts = [
+        ("income", "amount"),
+        ("medical_claims", "total_cost"),
+        ("medical_claims", "reimbursed"),
+        ("medical_claims", "out_of_pocket"),
+        ("assistance", "amount"),
+        ("events", "loss_amount"),
+    ]
+    for table, name in amounts:
+        assert TABLES[table].column(name).max_value == 1e9, f"{table}.{name}"
+    assert TABLES["income"].column("amount").min_value == -1e9
+    assert TABLES["poverty_lines"].column("line").max_value == 1e7
+    for table in ("insurance", "poverty_lines"):
+        assert TABLES[table].column("year").min_value == 1900
+        assert TABLES[table].column("year").max_value == 2100
 
 
 def test_cost_rounding_within_tolerance(tmp_path: Path) -> None:
@@ -495,6 +589,67 @@ def test_empty_required_file_aborts(tmp_path: Path) -> None:
         ingest(source, tmp_path / "store")
 
 
+@pytest.mark.parametrize("table", ["households", "income", "poverty_lines"])
+def test_header_only_required_table_aborts(tmp_path: Path, table: str) -> None:
+    source = write_required_dataset(tmp_path / "source", **{table: good_frames()[table].iloc[:0]})
+    expected = (
+        rf"table {table} has no valid rows; nothing to build features from "
+        rf"\({table}\.csv: no data rows\)"
+    )
+    with pytest.raises(IngestError, match=expected):
+        ingest(source, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
+def test_required_table_all_quarantined_aborts(tmp_path: Path) -> None:
+    income = good_frames()["income"].assign(amount="x")
+    source = write_required_dataset(tmp_path / "source", income=income)
+    expected = (
+        r"table income has no valid rows; nothing to build features from "
+        r"\(income\.csv: all 4 rows quarantined; problems: not a valid number \(4\)\)"
+    )
+    with pytest.raises(IngestError, match=expected):
+        ingest(source, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
+def test_households_all_quarantined_aborts(tmp_path: Path) -> None:
+    households = good_frames()["households"].assign(members="0")
+    source = write_required_dataset(tmp_path / "source", households=households)
+    expected = "table households has no valid rows; nothing to build features from"
+    with pytest.raises(IngestError, match=expected):
+        ingest(source, tmp_path / "store")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"), [("- name\n- period\n", "list"), ("just a name\n", "str"), ("2023\n", "int")]
+)
+def test_dataset_yaml_not_mapping_aborts(tmp_path: Path, text: str, kind: str) -> None:
+    source = write_required_dataset(tmp_path / "source")
+    (source / "dataset.yaml").write_text(text)
+    expected = rf"dataset\.yaml must be a mapping of keys to values, got {kind}$"
+    with pytest.raises(IngestError, match=expected):
+        ingest(source, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["source"]
+
+
+def test_dataset_yaml_unknown_period_aborts(tmp_path: Path) -> None:
+    source = write_required_dataset(tmp_path / "source")
+    (source / "dataset.yaml").write_text("period: week\n")
+    with pytest.raises(IngestError, match=r"dataset\.yaml: period must be 'month' or 'year', got 'week'"):
+        ingest(source, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
+def test_dataset_yaml_name_must_be_text(tmp_path: Path) -> None:
+    (tmp_path / "dataset.yaml").write_text("name: [a, b]\n")
+    with pytest.raises(ValueError, match=r"dataset\.yaml: name must be text, got \['a', 'b'\]"):
+        DatasetInfo.read(tmp_path)
+    (tmp_path / "dataset.yaml").write_text("name: 2023\n")
+    assert DatasetInfo.read(tmp_path).name == "2023"
+
+
 def test_empty_optional_file_skips_table(tmp_path: Path) -> None:
     source = write_good_dataset(tmp_path / "source")
     (source / "assistance.csv").write_text("\n \n")
@@ -580,6 +735,67 @@ def test_second_run_removes_outputs_of_first(tmp_path: Path) -> None:
 
     assert not (tmp_path / "store" / "events.parquet").exists()
     assert not (tmp_path / "store" / "quarantine" / "income.csv").exists()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Return the content of every file under ``folder`` by relative path."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_failed_run_leaves_previous_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first_source = write_good_dataset(tmp_path / "first", income=with_cell("income", 0, "amount", "x"))
+    first = ingest(first_source, store)
+    before = snapshot(store)
+    assert "quarantine/income.csv" in before
+    assert "ingest_report.json" in before
+
+    source = write_good_dataset(tmp_path / "second", income=good_frames()["income"].assign(amount="x"))
+    with pytest.raises(IngestError, match="table income has no valid rows"):
+        ingest(source, store)
+
+    assert snapshot(store) == before
+    assert IngestReport.read(store / "ingest_report.json").tables == first.tables
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["first", "second", "store"]
+
+
+def test_write_error_leaves_previous_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    ingest(write_good_dataset(tmp_path / "source"), store)
+    before = snapshot(store)
+
+    written: list[str] = []
+    real_write_table = warning.ingest.pipeline.write_table
+
+    def fail_on_third_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
+        written.append(name)
+        if len(written) == 3:
+            raise OSError("disk full")
+        return real_write_table(folder, name, frame)
+
+    monkeypatch.setattr(warning.ingest.pipeline, "write_table", fail_on_third_table)
+    with pytest.raises(OSError, match="disk full"):
+        ingest(write_good_dataset(tmp_path / "source"), store)
+
+    assert len(written) == 3
+    assert snapshot(store) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["source", "store"]
+
+
+def test_other_store_entries_are_kept(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    source = write_good_dataset(tmp_path / "source")
+    ingest(source, store)
+    (store / "feeds").mkdir()
+    (store / "feeds" / "history.json").write_text("{}")
+    (store / "rescore.parquet").write_bytes(b"kept")
+
+    ingest(source, store)
+
+    assert (store / "feeds" / "history.json").read_text() == "{}"
+    assert (store / "rescore.parquet").read_bytes() == b"kept"
+    assert (store / "households.parquet").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["source", "store"]
 
 
 # Report

@@ -40,6 +40,16 @@ ASSISTANCE_PROGRAMMES = (
     "disaster_relief",
     "employment_support",
 )
+# Plausibility bounds. Ingest quarantines values outside them, and the API rejects them.
+EARLIEST_YEAR = 1900
+# A fixed bound, not "next year": lines are published ahead, and a bound that
+# moved with the clock would change the published API document every January.
+# Months, which record what happened, may not lie in the future (checked apart).
+LATEST_YEAR = 2100
+MAX_HOUSEHOLD_MEMBERS = 100
+MAX_AMOUNT = 1e9  # yuan per row, in either direction
+MAX_POVERTY_LINE = 1e7  # yuan per person per year
+
 EVENT_KINDS = (
     "illness",
     "disability",
@@ -54,7 +64,11 @@ EVENT_KINDS = (
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a contract table."""
+    """One column of a contract table.
+
+    ``min_value`` and ``max_value`` are inclusive bounds of a numeric or year column.
+    Months have fixed bounds instead: from ``EARLIEST_YEAR``-01 to the current month.
+    """
 
     name: str
     kind: ColumnKind
@@ -106,11 +120,23 @@ TABLES: dict[str, Table] = {
                     description="9-digit township code starting with the region code",
                 ),
                 Column("urban_rural", "category", categories=URBAN_RURAL),
-                Column("members", "int", min_value=1),
-                Column("labour_capable", "int", min_value=0, description="members able to work"),
-                Column("disabled", "int", min_value=0),
-                Column("elderly", "int", min_value=0, description="members aged 65 or over"),
-                Column("children_in_school", "int", min_value=0),
+                Column("members", "int", min_value=1, max_value=MAX_HOUSEHOLD_MEMBERS),
+                Column(
+                    "labour_capable",
+                    "int",
+                    min_value=0,
+                    max_value=MAX_HOUSEHOLD_MEMBERS,
+                    description="members able to work",
+                ),
+                Column("disabled", "int", min_value=0, max_value=MAX_HOUSEHOLD_MEMBERS),
+                Column(
+                    "elderly",
+                    "int",
+                    min_value=0,
+                    max_value=MAX_HOUSEHOLD_MEMBERS,
+                    description="members aged 65 or over",
+                ),
+                Column("children_in_school", "int", min_value=0, max_value=MAX_HOUSEHOLD_MEMBERS),
             ),
             key=("household_id",),
         ),
@@ -133,7 +159,13 @@ TABLES: dict[str, Table] = {
                 HOUSEHOLD_ID,
                 MONTH,
                 Column("source", "category", categories=INCOME_SOURCES),
-                Column("amount", "float", description="net yuan in the month; business and farming may be negative"),
+                Column(
+                    "amount",
+                    "float",
+                    min_value=-MAX_AMOUNT,
+                    max_value=MAX_AMOUNT,
+                    description="net yuan in the month; business and farming may be negative",
+                ),
             ),
             key=("household_id", "month", "source"),
         ),
@@ -157,7 +189,7 @@ TABLES: dict[str, Table] = {
             (
                 PERSON_ID,
                 HOUSEHOLD_ID,
-                Column("year", "year"),
+                Column("year", "year", min_value=EARLIEST_YEAR, max_value=LATEST_YEAR),
                 Column("scheme", "category", categories=INSURANCE_SCHEMES),
                 Column("enrolled", "bool"),
             ),
@@ -171,9 +203,9 @@ TABLES: dict[str, Table] = {
                 HOUSEHOLD_ID,
                 MONTH,
                 Column("category", "category", categories=CLAIM_CATEGORIES),
-                Column("total_cost", "float", min_value=0),
-                Column("reimbursed", "float", min_value=0),
-                Column("out_of_pocket", "float", min_value=0),
+                Column("total_cost", "float", min_value=0, max_value=MAX_AMOUNT),
+                Column("reimbursed", "float", min_value=0, max_value=MAX_AMOUNT),
+                Column("out_of_pocket", "float", min_value=0, max_value=MAX_AMOUNT),
             ),
             key=("household_id", "month", "category"),
             required=False,
@@ -185,7 +217,7 @@ TABLES: dict[str, Table] = {
                 HOUSEHOLD_ID,
                 MONTH,
                 Column("programme", "category", categories=ASSISTANCE_PROGRAMMES),
-                Column("amount", "float", min_value=0),
+                Column("amount", "float", min_value=0, max_value=MAX_AMOUNT),
             ),
             key=("household_id", "month", "programme"),
             required=False,
@@ -197,7 +229,14 @@ TABLES: dict[str, Table] = {
                 HOUSEHOLD_ID,
                 MONTH,
                 Column("kind", "category", categories=EVENT_KINDS),
-                Column("loss_amount", "float", nullable=True, min_value=0, description="yuan lost or spent"),
+                Column(
+                    "loss_amount",
+                    "float",
+                    nullable=True,
+                    min_value=0,
+                    max_value=MAX_AMOUNT,
+                    description="yuan lost or spent",
+                ),
             ),
             key=("household_id", "month", "kind"),
             required=False,
@@ -206,7 +245,7 @@ TABLES: dict[str, Table] = {
             "poverty_lines",
             "year x region prefix x urban/rural",
             (
-                Column("year", "year"),
+                Column("year", "year", min_value=EARLIEST_YEAR, max_value=LATEST_YEAR),
                 Column(
                     "region_prefix",
                     "text",
@@ -214,7 +253,13 @@ TABLES: dict[str, Table] = {
                     description="leading digits of the region code; empty applies to every region",
                 ),
                 Column("urban_rural", "category", categories=URBAN_RURAL),
-                Column("line", "float", min_value=0, description="per person per year, same currency as income"),
+                Column(
+                    "line",
+                    "float",
+                    min_value=0,
+                    max_value=MAX_POVERTY_LINE,
+                    description="per person per year, same currency as income",
+                ),
             ),
             key=("year", "region_prefix", "urban_rural"),
         ),
@@ -248,8 +293,19 @@ class DatasetInfo:
         path = Path(folder) / "dataset.yaml"
         if not path.exists():
             return cls(name=Path(folder).name)
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} must be a mapping of keys to values, got {type(raw).__name__}")
         known = {key: raw.pop(key) for key in ("name", "period", "currency", "description") if key in raw}
+        for key in ("name", "currency", "description"):
+            value = known.get(key)
+            # YAML reads an unquoted name such as 2023 as a number, which is still a usable name.
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                known[key] = str(value)
+            elif key in known and not isinstance(value, str):
+                raise ValueError(f"{path}: {key} must be text, got {value!r}")
         info = cls(**known, extra=raw)
         if info.period not in ("month", "year"):
             raise ValueError(f"{path}: period must be 'month' or 'year', got {info.period!r}")

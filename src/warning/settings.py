@@ -7,6 +7,7 @@ overrides the defaults below.
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -125,6 +126,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_households_per_request: int = Field(1000, ge=1)
+    # An estimate: 1000 households with 10 years of monthly income from every
+    # source take about 40 MB of JSON.
+    max_request_bytes: int = Field(
+        50_000_000, ge=1, description="largest request body in bytes; a larger body gets HTTP 413 before parsing"
+    )
 
     # Department feeds.
     id_hash_secret: SecretStr | None = Field(
@@ -145,8 +151,23 @@ class Settings(BaseSettings):
 
     @field_validator("band_thresholds")
     @classmethod
-    def _bands_cover_zero(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value or min(value.values()) > 0:
+    def _valid_band_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("POVWARN_BAND_THRESHOLDS must name at least one band, got an empty mapping")
+        for band, threshold in value.items():
+            if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+                raise ValueError(
+                    f"POVWARN_BAND_THRESHOLDS: band {band!r} has threshold {threshold}, "
+                    f"which is not a probability between 0 and 1; got {value}"
+                )
+        thresholds = list(value.values())
+        if len(set(thresholds)) < len(thresholds):
+            repeated = sorted({threshold for threshold in thresholds if thresholds.count(threshold) > 1})
+            raise ValueError(
+                f"POVWARN_BAND_THRESHOLDS: thresholds must be distinct, but {repeated} is given to "
+                f"several bands; got {value}"
+            )
+        if min(thresholds) != 0.0:
             raise ValueError(f"POVWARN_BAND_THRESHOLDS must include a band starting at 0, got {value}")
         return value
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,7 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import warning
 from warning.api.deps import StateDep, load_service_state
-from warning.api.middleware import RequestContextMiddleware, RequestMetrics, request_id_of
+from warning.api.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    RequestMetrics,
+    request_id_of,
+)
 from warning.api.predict import build_predict_router
 from warning.api.schemas import Health
 from warning.api.scores import router as scores_router
@@ -33,6 +40,52 @@ DESCRIPTION = """Risk of relapse into poverty and of new poverty for urban and r
 pages through the batch scores written by `povwarn score`. A score supports the
 decision of the staff who visit a household and never makes it.
 """
+
+
+# A 422 response echoes each invalid input, shortened to this many characters
+# of JSON, and lists at most MAX_REPORTED_ERRORS errors, so a large invalid
+# body does not produce an equally large response.
+MAX_INPUT_CHARS = 200
+MAX_REPORTED_ERRORS = 100
+
+
+def _finite_json(value: Any) -> Any:
+    """Replace non-finite floats, which JSON cannot encode, by their string, at any depth."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(item) for item in value]
+    return value
+
+
+def _short_input(value: Any) -> Any:
+    """Return the input unchanged when its JSON is short, else the start of its JSON as a string."""
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) <= MAX_INPUT_CHARS:
+        return value
+    return f"{text[:MAX_INPUT_CHARS]}... ({len(text)} characters)"
+
+
+def safe_error_details(errors: Sequence[Any]) -> list[Any]:
+    """Encode validation errors as JSON-safe details with short inputs and at most MAX_REPORTED_ERRORS entries."""
+    details = []
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        detail = _finite_json(jsonable_encoder(error))
+        if isinstance(detail, dict) and "input" in detail:
+            detail["input"] = _short_input(detail["input"])
+        details.append(detail)
+    if len(errors) > MAX_REPORTED_ERRORS:
+        details.append(
+            {
+                "type": "too_many_errors",
+                "loc": ["body"],
+                "msg": f"{len(errors) - MAX_REPORTED_ERRORS} more errors are not listed; fix the ones above first",
+                "input": None,
+            }
+        )
+    return details
 
 
 def _describe_errors(errors: object) -> str:
@@ -55,7 +108,7 @@ async def _log_validation_error(request: Request, error: Exception) -> Response:
         request.url.path,
         _describe_errors(error.errors()),
     )
-    return await request_validation_exception_handler(request, error)
+    return JSONResponse(status_code=422, content={"detail": safe_error_details(error.errors())})
 
 
 async def _log_http_error(request: Request, error: Exception) -> Response:
@@ -145,6 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     metrics = RequestMetrics()
+    # The last middleware added runs first, so 413 responses get a request id and are counted in the metrics.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _log_validation_error)
     app.add_exception_handler(StarletteHTTPException, _log_http_error)

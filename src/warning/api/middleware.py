@@ -1,4 +1,4 @@
-"""Request ids and Prometheus metrics for every HTTP request."""
+"""Request ids, Prometheus metrics and the body size limit for every HTTP request."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import re
 import time
 import uuid
 
+from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -79,3 +82,54 @@ class RequestContextMiddleware:
             method = scope.get("method", "-")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+
+
+class BodySizeLimitMiddleware:
+    """Reject a request body over ``max_bytes`` with HTTP 413 before it is parsed.
+
+    A body with a Content-Length header is rejected before it is read. A body
+    without one (chunked transfer) is counted as it streams, and reading stops
+    at the first chunk past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self, scope: Scope, size: str) -> str:
+        logger.warning(
+            "Request %s %s %s rejected with 413: body of %s over the limit of %d bytes",
+            request_id_of(scope),
+            scope.get("method", "-"),
+            scope.get("path", "-"),
+            size,
+            self.max_bytes,
+        )
+        return (
+            f"request body of {size} is over the limit of {self.max_bytes} bytes (POVWARN_MAX_REQUEST_BYTES); "
+            "send fewer households per request"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            detail = self._detail(scope, f"{declared} bytes")
+            await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises an HTTPException from reading the body, so the
+                    # app's exception handler sends it.
+                    raise HTTPException(status_code=413, detail=self._detail(scope, f"at least {received} bytes"))
+            return message
+
+        await self.app(scope, receive_counted, send)

@@ -2,16 +2,20 @@
 
 The row models of a household history are generated from the data contract
 (``warning.contract.TABLES``), so the API accepts exactly the columns,
-categories and minimum values that ingest accepts. Months are ``YYYY-MM``.
+categories and bounds that ingest accepts. Columns without a contract bound
+get the API's own bound (``FALLBACK_BOUNDS``), so that no value overflows the
+store's 64-bit columns. Months are ``YYYY-MM`` between 1900-01 and the current
+month.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from warning.contract import TABLES, Column
+from warning.contract import EARLIEST_YEAR, TABLES, Column
 from warning.labels import TARGETS
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -21,14 +25,43 @@ HISTORY_TABLES = tuple(
     name for name, table in TABLES.items() if name != "households" and "household_id" in table.column_names
 )
 
+# (minimum, maximum) by column kind, for contract columns that set no bound:
+# household member counts, calendar years and amounts in yuan.
+FALLBACK_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "int": (0, 100),
+    "year": (EARLIEST_YEAR, 2100),
+    "float": (-1e9, 1e9),
+}
+# The newest calendar month is the one at UTC+14, the first time zone to enter
+# a month, so no client is rejected for sending its own current month.
+EARLIEST_TIME_ZONE = timedelta(hours=14)
+
 Target = Literal[TARGETS]  # type: ignore[valid-type]
+
+
+def current_month() -> str:
+    """Return the newest calendar month anywhere on Earth, as ``YYYY-MM``."""
+    return (datetime.now(UTC) + EARLIEST_TIME_ZONE).strftime("%Y-%m")
+
+
+def check_month_range(month: str) -> str:
+    """Reject a ``YYYY-MM`` month before 1900-01 or after the current month."""
+    if int(month[:4]) < EARLIEST_YEAR:
+        raise ValueError(f"month {month} is before {EARLIEST_YEAR}-01")
+    newest = current_month()
+    if month > newest:
+        raise ValueError(f"month {month} is in the future; the current month is {newest}")
+    return month
+
+
+Month = Annotated[str, StringConstraints(pattern=MONTH_PATTERN), AfterValidator(check_month_range)]
 
 
 def _annotation(column: Column) -> Any:
     if column.kind == "category":
         return Literal[column.categories]  # type: ignore[valid-type]
     if column.kind == "month":
-        return Annotated[str, StringConstraints(pattern=MONTH_PATTERN)]
+        return Month
     if column.kind == "region":
         return Annotated[str, StringConstraints(pattern=REGION_CODE_PATTERN)]
     if column.kind == "id":
@@ -47,8 +80,13 @@ def _annotation(column: Column) -> Any:
 def _field(column: Column) -> tuple[Any, Any]:
     annotation = _annotation(column)
     constraints: dict[str, Any] = {"description": column.description or None}
-    if column.min_value is not None:
-        constraints["ge"] = column.min_value
+    fallback_min, fallback_max = FALLBACK_BOUNDS.get(column.kind, (None, None))
+    minimum = column.min_value if column.min_value is not None else fallback_min
+    maximum = column.max_value if column.max_value is not None else fallback_max
+    if minimum is not None:
+        constraints["ge"] = minimum
+    if maximum is not None:
+        constraints["le"] = maximum
     if column.kind == "float":
         constraints["allow_inf_nan"] = False
     if column.nullable:

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,12 +15,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from warning.api.deps import StateDep
-from warning.api.schemas import PageLinks, ScoreItem, ScoresPage, Target
+from warning.api.schemas import MONTH_PATTERN, PageLinks, ScoreItem, ScoresPage, Target
+from warning.contract import EARLIEST_YEAR
 from warning.score import SCORES
 
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+# Databases take OFFSET as a 64-bit integer, and a larger value fails in the
+# driver. 10**9 rows is far above the size of any score table.
+MAX_OFFSET = 10**9
 
 router = APIRouter(tags=["scores"])
 
@@ -110,27 +114,20 @@ def list_scores(
     target: Annotated[Target | None, Query(description="relapse or new_poverty")] = None,
     cutoff: Annotated[
         str | None,
-        Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default the latest cut-off"),
+        Query(pattern=MONTH_PATTERN, description="YYYY-MM from 1900-01; default the latest cut-off"),
     ] = None,
     model_version: Annotated[
         str | None, Query(description="default: the model that scored the cut-off most recently")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="rows per page")] = 50,
-    offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")] = 0,
 ) -> ScoresPage:
     """Page through one cut-off's scores, highest probability first, with the total count."""
     bands = state.settings.band_thresholds
     if band is not None and band not in bands:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "band"),
-                    "msg": f"unknown band {band!r}; known bands: {sorted(bands)}",
-                    "input": band,
-                }
-            ]
-        )
+        _reject_query("band", f"unknown band {band!r}; known bands: {sorted(bands)}", band)
+    if cutoff is not None and int(cutoff[:4]) < EARLIEST_YEAR:
+        _reject_query("cutoff", f"cutoff {cutoff} is before {EARLIEST_YEAR}-01", cutoff)
     try:
         filters = ScoreFilters(cutoff, model_version, region_prefix, min_probability, band, target)
         return _read_page(request, state.engine, filters, limit, offset)
@@ -139,6 +136,10 @@ def list_scores(
         logger.error("Request %s: reading scores from %s failed: %s", request.state.request_id, url, error)
         detail = f"reading the score database {url} failed: {error}"
         raise HTTPException(status_code=503, detail=detail) from error
+
+
+def _reject_query(name: str, message: str, value: str) -> NoReturn:
+    raise RequestValidationError([{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}])
 
 
 def _read_page(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +14,7 @@ import yaml
 
 from warning.contract import TABLES, DatasetInfo
 from warning.ingest.problems import QUARANTINE_COLUMNS, IngestError, TableFileError
-from warning.ingest.read import RawTable, locate_table_files, read_table_file
+from warning.ingest.read import DATASET_FILE, RawTable, locate_table_files, read_table_file
 from warning.ingest.report import IngestReport, TableReport
 from warning.ingest.validate import HouseholdIds, ValidatedTable, validate_table
 from warning.store import write_table
@@ -29,6 +31,7 @@ def ingest(
     *,
     chunk_rows: int = 1_000_000,
     cost_tolerance: float = 0.01,
+    as_of: date | None = None,
 ) -> IngestReport:
     """Validate the tables of a dataset folder and write the clean, typed store.
 
@@ -45,11 +48,17 @@ def ingest(
     none, and the run's ``IngestReport`` is written to
     ``store_dir/ingest_report.json``.
 
-    Raises ``IngestError``, before writing anything, when the folder is
-    missing, a required table has no file, a table has both a CSV and a
-    Parquet file, ``dataset.yaml`` is invalid, or a required table's file
-    cannot be read as a whole (empty, not UTF-8, unreadable, or missing a
-    non-nullable column). Such a problem in an optional table is logged as an
+    The store is replaced as a whole: everything is written to a staging
+    folder beside ``store_dir`` that takes the place of the old store only
+    when every table succeeded. Files in the old store that ingest does not
+    write, such as the history of feed deliveries, move to the new store.
+    If the run fails, the old store is left as it was.
+
+    Raises ``IngestError`` when the folder is missing, a required table has no
+    file, a table has both a CSV and a Parquet file, ``dataset.yaml`` is
+    invalid, a required table's file cannot be read as a whole (empty, not
+    UTF-8, unreadable, or missing a non-nullable column), or a required table
+    has no valid rows. Such a file problem in an optional table is logged as an
     error, the table is left out of the store, and its report has status
     ``failed``. Unknown columns are dropped with a warning. A nullable column
     absent from the file is filled with missing values.
@@ -57,7 +66,8 @@ def ingest(
     ``chunk_rows`` bounds how many rows are validated at once.
     ``cost_tolerance`` is how far, in the currency of the data,
     reimbursed plus out-of-pocket costs may exceed the total cost before a
-    claim is rejected, to allow for rounding.
+    claim is rejected, to allow for rounding. Months after the month of
+    ``as_of`` (default: today) are quarantined as in the future.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
@@ -67,6 +77,8 @@ def ingest(
     store_dir = Path(store_dir)
     if store_dir.exists() and source_dir.exists() and source_dir.resolve() == store_dir.resolve():
         raise IngestError(f"store folder {store_dir} is the source folder; write the store to another folder")
+    if store_dir.exists() and not store_dir.is_dir():
+        raise IngestError(f"store folder {store_dir} is a file; remove it or choose another folder")
     files, ignored = locate_table_files(source_dir)
     if ignored:
         logger.warning("Ignored files in %s that name no contract table: %s", source_dir, ignored)
@@ -81,32 +93,26 @@ def ingest(
     if required_failures:
         raise IngestError("invalid required table files: " + "; ".join(required_failures))
 
-    _remove_previous_outputs(store_dir)
-    reports: dict[str, TableReport] = {}
-    households: HouseholdIds | None = None
-    # The households table goes first, because the other tables are checked against its ids.
-    for name in sorted(TABLES, key=lambda table_name: table_name != "households"):
-        if name in failures:
-            reports[name] = TableReport(name, "failed", file=files[name].name, error=failures[name].message)
-        elif name not in raw_tables:
-            reports[name] = TableReport(name, "absent")
-        else:
-            raw = raw_tables.pop(name)
-            reports[name], validated = _ingest_table(raw, store_dir, households, chunk_rows, cost_tolerance)
-            if name == "households":
-                households = _household_ids(raw, validated)
-    info.write(store_dir)
-
-    report = IngestReport(
-        source_dir=str(source_dir),
-        store_dir=str(store_dir),
-        dataset=info.name,
-        tables={name: reports[name] for name in TABLES},
-        ignored_files=ignored,
-        started_at=started_at,
-        elapsed_seconds=round(time.perf_counter() - clock, 3),
-    )
-    report.write(store_dir / REPORT_FILE)
+    # A symbolic link to the store is followed, so that the folder it points to is replaced.
+    location = store_dir.resolve()
+    staging = _new_staging_dir(location)
+    try:
+        reports = _ingest_tables(raw_tables, failures, files, staging, chunk_rows, cost_tolerance, as_of)
+        info.write(staging)
+        report = IngestReport(
+            source_dir=str(source_dir),
+            store_dir=str(store_dir),
+            dataset=info.name,
+            tables={name: reports[name] for name in TABLES},
+            ignored_files=ignored,
+            started_at=started_at,
+            elapsed_seconds=round(time.perf_counter() - clock, 3),
+        )
+        report.write(staging / REPORT_FILE)
+        _replace_store(staging, location)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     logger.info(
         "Ingested %s into %s in %.1f s: %d rows quarantined, failed tables %s",
         source_dir,
@@ -119,10 +125,14 @@ def ingest(
 
 
 def _read_dataset_info(source_dir: Path) -> DatasetInfo:
+    path = source_dir / DATASET_FILE
     try:
         return DatasetInfo.read(source_dir)
-    except (ValueError, TypeError, yaml.YAMLError) as error:
-        raise IngestError(f"{source_dir / 'dataset.yaml'} is invalid: {error}") from error
+    except ValueError as error:
+        # DatasetInfo.read names the file in its messages.
+        raise IngestError(str(error)) from error
+    except yaml.YAMLError as error:
+        raise IngestError(f"{path} is not valid YAML: {error}") from error
 
 
 def _read_files(files: dict[str, Path]) -> tuple[dict[str, RawTable], dict[str, TableFileError]]:
@@ -138,18 +148,92 @@ def _read_files(files: dict[str, Path]) -> tuple[dict[str, RawTable], dict[str, 
     return raw_tables, failures
 
 
-def _remove_previous_outputs(store_dir: Path) -> None:
-    """Delete the files an earlier run wrote, so that a table absent now is absent from the store."""
-    store_dir.mkdir(parents=True, exist_ok=True)
-    quarantine_dir = store_dir / QUARANTINE_DIR
-    for name in TABLES:
-        for path in (
-            store_dir / f"{name}.parquet",
-            quarantine_dir / f"{name}.csv",
-            quarantine_dir / f"{name}_rows.csv",
-        ):
-            path.unlink(missing_ok=True)
-    (store_dir / REPORT_FILE).unlink(missing_ok=True)
+def _ingest_tables(
+    raw_tables: dict[str, RawTable],
+    failures: dict[str, TableFileError],
+    files: dict[str, Path],
+    out_dir: Path,
+    chunk_rows: int,
+    cost_tolerance: float,
+    as_of: date | None,
+) -> dict[str, TableReport]:
+    """Validate every table and write it to ``out_dir``.
+
+    Raises ``IngestError`` as soon as a required table keeps no row.
+    """
+    reports: dict[str, TableReport] = {}
+    households: HouseholdIds | None = None
+    # The households table goes first, because the other tables are checked against its ids.
+    for name in sorted(TABLES, key=lambda table_name: table_name != "households"):
+        if name in failures:
+            reports[name] = TableReport(name, "failed", file=files[name].name, error=failures[name].message)
+        elif name not in raw_tables:
+            reports[name] = TableReport(name, "absent")
+        else:
+            raw = raw_tables.pop(name)
+            reports[name], validated = _ingest_table(
+                raw, out_dir, households, chunk_rows, cost_tolerance, as_of
+            )
+            if TABLES[name].required and reports[name].rows_kept == 0:
+                raise IngestError(_no_valid_rows_message(reports[name]))
+            if name == "households":
+                households = _household_ids(raw, validated)
+    return reports
+
+
+def _no_valid_rows_message(report: TableReport) -> str:
+    message = f"table {report.table} has no valid rows; nothing to build features from ({report.file}: "
+    if report.rows_read == 0:
+        return message + "no data rows)"
+    reasons = list(report.problems.items())[:5]
+    reasons_text = ", ".join(f"{reason} ({count})" for reason, count in reasons)
+    return message + f"all {report.rows_read} rows quarantined; problems: {reasons_text})"
+
+
+# Entries of the store folder that every run writes anew; any other entry moves to the new store.
+_STORE_OUTPUTS = frozenset(
+    {*(f"{name}.parquet" for name in TABLES), QUARANTINE_DIR, REPORT_FILE, DATASET_FILE}
+)
+
+
+def _new_staging_dir(location: Path) -> Path:
+    """Create an empty staging folder beside the store.
+
+    It is on the same file system as the store, so renaming it into place is atomic.
+    """
+    location.parent.mkdir(parents=True, exist_ok=True)
+    staging = location.parent / f".{location.name}.staging-{os.getpid()}"
+    if staging.exists():
+        logger.warning("Removed the staging folder %s that an interrupted run left", staging)
+        shutil.rmtree(staging)
+    staging.mkdir()
+    return staging
+
+
+def _replace_store(staging: Path, location: Path) -> None:
+    """Put the staging folder in place of the store, moving over the entries that ingest does not write."""
+    if not location.exists():
+        staging.rename(location)
+        logger.info("Created store %s", location)
+        return
+    previous = location.parent / f".{location.name}.previous-{os.getpid()}"
+    if previous.exists():
+        shutil.rmtree(previous)
+    carried = sorted(entry.name for entry in location.iterdir() if entry.name not in _STORE_OUTPUTS)
+    location.rename(previous)
+    try:
+        for name in carried:
+            (previous / name).rename(staging / name)
+        staging.rename(location)
+    except OSError:
+        logger.exception("Failed to replace store %s; restoring the previous store", location)
+        for name in carried:
+            if (staging / name).exists():
+                (staging / name).rename(previous / name)
+        previous.rename(location)
+        raise
+    shutil.rmtree(previous)
+    logger.info("Replaced store %s, keeping its other entries %s", location, carried)
 
 
 def _ingest_table(
@@ -158,11 +242,14 @@ def _ingest_table(
     households: HouseholdIds | None,
     chunk_rows: int,
     cost_tolerance: float,
+    as_of: date | None,
 ) -> tuple[TableReport, ValidatedTable]:
     clock = time.perf_counter()
     name = raw.table.name
     link = households if "household_id" in raw.table.column_names and name != "households" else None
-    validated = validate_table(raw, households=link, chunk_rows=chunk_rows, cost_tolerance=cost_tolerance)
+    validated = validate_table(
+        raw, households=link, chunk_rows=chunk_rows, cost_tolerance=cost_tolerance, as_of=as_of
+    )
     write_table(store_dir, name, validated.frame)
     quarantine_file = _write_quarantine(store_dir, raw, validated)
     report = TableReport(

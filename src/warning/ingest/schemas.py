@@ -2,11 +2,16 @@
 
 Validation runs in two passes over each chunk of rows:
 
-- ``raw_schema`` checks the values as read: a non-nullable cell is present and a
-  text cell parses as its column's kind (integer, number, month, year, boolean).
+- ``raw_schema`` checks the values as read: a non-nullable cell is present, a
+  text cell parses as its column's kind (integer, finite number, month, year,
+  boolean) and an id is short and free of control characters.
 - ``table_schema`` checks the typed values against the contract: dtypes,
-  nullability, categories, minimum values, code formats, links to the households
-  table and the rules that span several columns of a row (``ROW_RULES``).
+  nullability, categories, minimum and maximum values, months from 1900-01 to
+  the current month, code formats, links to the households table and the rules
+  that span several columns of a row (``row_rules``).
+
+Digits are ASCII only: ``\d`` would also match fullwidth and Arabic-Indic
+digits, which the number and date parsers reject.
 
 ``key_schema`` then checks that the table's key is unique over the rows that
 passed both passes. Every check's ``error`` text is the reason written to the
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -24,7 +30,7 @@ import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
 
-from warning.contract import Column, Table
+from warning.contract import EARLIEST_YEAR, Column, Table
 from warning.store import PANDAS_DTYPES
 
 MISSING_VALUE = "missing value"
@@ -37,6 +43,13 @@ DUPLICATE_KEY = "duplicate key"
 MALFORMED_ROW = "wrong number of fields"
 EMPTY_ROW = "empty row"
 WRONG_DTYPE = "wrong dtype"
+NOT_FINITE = "not a finite number"
+INVALID_ID = "invalid id"
+MONTH_TOO_EARLY = f"month before {EARLIEST_YEAR}-01"
+MONTH_IN_FUTURE = "month is in the future"
+MAX_ID_LENGTH = 128
+# Control characters (C0, DEL and C1), such as NUL and line breaks, which no real id contains.
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f]"
 
 PARSE_REASONS: dict[str, str] = {
     "int": "not a valid integer",
@@ -49,16 +62,18 @@ PARSE_REASONS: dict[str, str] = {
 # Text patterns for columns whose format the contract states only in words.
 # RE2 syntax, because pandas runs regular expressions on pyarrow strings with RE2.
 TEXT_PATTERNS: dict[str, tuple[str, str]] = {
-    "township_code": (r"\d{9}", TOWNSHIP_FORMAT),
-    "region_prefix": (r"\d{1,6}", REGION_PREFIX_FORMAT),
+    "township_code": (r"[0-9]{9}", TOWNSHIP_FORMAT),
+    "region_prefix": (r"[0-9]{1,6}", REGION_PREFIX_FORMAT),
 }
-REGION_PATTERN = r"\d{6}"
+REGION_PATTERN = r"[0-9]{6}"
 
 # Up to 15 digits, so that every integer converts through float64 without loss.
-INTEGER_TEXT = r"[+-]?\d{1,15}(\.0*)?"
-YEAR_TEXT = r"\d{4}(\.0*)?"
-NUMBER_TEXT = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
-MONTH_TEXT = r"\d{4}-(0[1-9]|1[0-2])(-\d{2})?"
+INTEGER_TEXT = r"[+-]?[0-9]{1,15}(\.0*)?"
+YEAR_TEXT = r"[0-9]{4}(\.0*)?"
+NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+# Words that pyarrow and Python parse as infinity or NaN.
+NON_FINITE_TEXT = r"(?i)[+-]?(inf|infinity|nan)"
+MONTH_TEXT = r"[0-9]{4}-(0[1-9]|1[0-2])(-[0-9]{2})?"
 BOOLEAN_VALUES: dict[str, bool] = {"true": True, "1": True, "false": False, "0": False}
 
 # Validation dtypes differ from the store dtypes only where the store dtype has no
@@ -69,6 +84,11 @@ VALIDATION_DTYPES: dict[str, str] = {**PANDAS_DTYPES, "int": "Int64", "year": "I
 def below_minimum(min_value: float) -> str:
     """Return the reason for a value below a column's minimum."""
     return f"less than minimum {min_value:g}"
+
+
+def above_maximum(max_value: float) -> str:
+    """Return the reason for a value above a column's maximum."""
+    return f"greater than maximum {max_value:g}"
 
 
 def greater_than(column: str, other: str) -> str:
@@ -93,14 +113,41 @@ def month_text_is_valid(values: pd.Series) -> pd.Series:
     return pd.Series(result, index=values.index)
 
 
-def _text_check(kind: str) -> pa.Check:
+def number_text_is_finite(values: pd.Series) -> pd.Series:
+    """Return False for number text that parses as infinity or NaN, such as ``inf`` or ``1e999``.
+
+    Other text is True, because the parse check reports it.
+    """
+    is_word = _present_and_true(values.str.fullmatch(NON_FINITE_TEXT))
+    is_number = _present_and_true(values.str.fullmatch(NUMBER_TEXT))
+    numbers = pc.cast(pyarrow.array(values.where(is_number), from_pandas=True), pyarrow.float64())
+    overflows = is_number.to_numpy() & ~np.isfinite(numbers.to_numpy(zero_copy_only=False))
+    return pd.Series(~is_word.to_numpy() & ~overflows, index=values.index)
+
+
+def _text_checks(kind: str) -> list[pa.Check]:
     reason = PARSE_REASONS[kind]
     if kind == "month":
-        return pa.Check(month_text_is_valid, error=reason)
+        return [pa.Check(month_text_is_valid, error=reason)]
     if kind == "bool":
-        return pa.Check(lambda values: values.str.lower().isin(list(BOOLEAN_VALUES)), error=reason)
-    pattern = {"int": INTEGER_TEXT, "year": YEAR_TEXT, "float": NUMBER_TEXT}[kind]
-    return pa.Check(lambda values: values.str.fullmatch(pattern), error=reason)
+        return [pa.Check(lambda values: values.str.lower().isin(list(BOOLEAN_VALUES)), error=reason)]
+    if kind == "float":
+        # "inf" and "nan" are reported once, as not finite, rather than also as not a number.
+        return [
+            pa.Check(
+                lambda values: _present_and_true(values.str.fullmatch(f"{NUMBER_TEXT}|{NON_FINITE_TEXT}")),
+                error=reason,
+            ),
+            pa.Check(number_text_is_finite, error=NOT_FINITE),
+        ]
+    pattern = {"int": INTEGER_TEXT, "year": YEAR_TEXT}[kind]
+    return [pa.Check(lambda values: values.str.fullmatch(pattern), error=reason)]
+
+
+def _id_is_valid(values: pd.Series) -> pd.Series:
+    short = _present_and_true(values.str.len() <= MAX_ID_LENGTH)
+    clean = ~_present_and_true(values.str.contains(CONTROL_CHARACTERS))
+    return short & clean
 
 
 def _native_check(kind: str) -> pa.Check | None:
@@ -112,7 +159,7 @@ def _native_check(kind: str) -> pa.Check | None:
     if kind == "year":
         return pa.Check(lambda values: (values % 1 == 0) & values.between(1000, 9999), error=reason)
     if kind == "float":
-        return pa.Check(lambda values: np.isfinite(values.astype("float64")), error=reason)
+        return pa.Check(lambda values: np.isfinite(values.astype("float64")), error=NOT_FINITE)
     return None
 
 
@@ -121,7 +168,8 @@ def raw_schema(table: Table, dtypes: Mapping[str, object]) -> pa.DataFrameSchema
 
     ``dtypes`` are the dtypes of the frame to validate: a text column gets the
     parse check of its kind, and a numeric column (from a Parquet file) gets a
-    range check where its kind needs one.
+    range check where its kind needs one. An id column gets the id check
+    (at most ``MAX_ID_LENGTH`` characters, no control characters).
     """
     columns: dict[str, pa.Column] = {}
     for column in table.columns:
@@ -129,7 +177,9 @@ def raw_schema(table: Table, dtypes: Mapping[str, object]) -> pa.DataFrameSchema
         dtype = dtypes[column.name]
         is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
         if pd.api.types.is_string_dtype(dtype) and column.kind in PARSE_REASONS:
-            checks.append(_text_check(column.kind))
+            checks.extend(_text_checks(column.kind))
+        elif pd.api.types.is_string_dtype(dtype) and column.kind == "id":
+            checks.append(pa.Check(_id_is_valid, error=INVALID_ID))
         elif is_number:
             native = _native_check(column.kind)
             if native is not None:
@@ -211,12 +261,19 @@ def row_rules(cost_tolerance: float) -> list[RowRule]:
     ]
 
 
-def _column_checks(column: Column, household_ids: pd.Index | None) -> list[pa.Check]:
+def _column_checks(
+    column: Column, household_ids: pd.Index | None, latest_month: pd.Timestamp
+) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if column.categories:
         checks.append(pa.Check.isin(column.categories, error=NOT_ALLOWED_CATEGORY))
     if column.min_value is not None:
         checks.append(pa.Check.ge(column.min_value, error=below_minimum(column.min_value)))
+    if column.max_value is not None:
+        checks.append(pa.Check.le(column.max_value, error=above_maximum(column.max_value)))
+    if column.kind == "month":
+        checks.append(pa.Check.ge(pd.Timestamp(EARLIEST_YEAR, 1, 1), error=MONTH_TOO_EARLY))
+        checks.append(pa.Check.le(latest_month, error=MONTH_IN_FUTURE))
     if column.kind == "region":
         checks.append(pa.Check(lambda values: values.str.fullmatch(REGION_PATTERN), error=REGION_FORMAT))
     if column.name in TEXT_PATTERNS:
@@ -245,19 +302,23 @@ def table_schema(
     household_ids: pd.Index | None = None,
     cost_tolerance: float = 0.01,
     validation_dtypes: bool = False,
+    as_of: date | None = None,
 ) -> pa.DataFrameSchema:
     """Build the schema of a typed contract table.
 
+    Months must lie between 1900-01 and the month of ``as_of`` (default: today).
     With ``household_ids``, every ``household_id`` must be one of them. With
     ``validation_dtypes``, integer and boolean columns are expected as the
     pandas dtypes that can contain missing values (``Int64``, ``boolean``), as
     during ingest. Without it the dtypes are those of the store.
     """
     dtypes = VALIDATION_DTYPES if validation_dtypes else PANDAS_DTYPES
+    today = as_of or date.today()
+    latest_month = pd.Timestamp(today.year, today.month, 1)
     columns = {
         column.name: pa.Column(
             dtypes[column.kind],
-            checks=_column_checks(column, household_ids),
+            checks=_column_checks(column, household_ids, latest_month),
             nullable=column.nullable,
         )
         for column in table.columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,7 @@ def validate_table(
     households: HouseholdIds | None = None,
     chunk_rows: int = 1_000_000,
     cost_tolerance: float = 0.01,
+    as_of: date | None = None,
 ) -> ValidatedTable:
     """Validate a table read from a file and split its rows into kept and quarantined.
 
@@ -77,7 +79,8 @@ def validate_table(
     failed check. ``households`` enables the check that each ``household_id`` is a
     kept household. Rows are checked ``chunk_rows`` at a time to bound memory.
     The key check runs last over the rows that passed everything else, so
-    when a key repeats, the first valid row is kept.
+    when a key repeats, the first valid row is kept. Months after the month of
+    ``as_of`` (default: today) are quarantined as in the future.
     """
     table = raw.table
     schema = table_schema(
@@ -85,6 +88,7 @@ def validate_table(
         household_ids=None if households is None else households.kept,
         cost_tolerance=cost_tolerance,
         validation_dtypes=True,
+        as_of=as_of,
     )
     rules = {rule.reason: rule for rule in row_rules(cost_tolerance) if rule.applies_to(table)}
     total = raw.data.num_rows

@@ -253,12 +253,12 @@ def demo(
         serve(host=None, port=None, work_dir=None)
 
 
-def _promote_demo_model(settings: Settings, version: str) -> None:
-    """Make the model the demo just trained the champion, recorded as an override.
+def _promote_demo_model(settings: Settings, version: str, command: str = "demo") -> None:
+    """Make the model a demonstration run just trained the champion, recorded as an override.
 
-    A demo run shows the pipeline end to end on fresh simulated data, so it
-    serves the model it trained; real retraining goes through evaluate and
-    the promotion gate instead.
+    `demo` and `real` show the pipeline end to end, so they serve the model
+    they trained. Retraining in production goes through evaluate and the
+    promotion gate instead.
     """
     from warning.registry.promotion import promote as run_promotion
 
@@ -266,8 +266,8 @@ def _promote_demo_model(settings: Settings, version: str) -> None:
         settings,
         version=version,
         force=True,
-        reason="povwarn demo serves the model it has just trained on freshly simulated data",
-        requested_by="povwarn demo",
+        reason=f"povwarn {command} serves the model it has just trained",
+        requested_by=f"povwarn {command}",
     )
     typer.echo(decision.summary())
 
@@ -299,7 +299,9 @@ def real(
         f"({min(converted.years)}-{max(converted.years)}) into {converted.out_dir}"
     )
     ingest(source=source, store=None, work_dir=None)
-    train(store=None, work_dir=None)
+    result = train(store=None, work_dir=None)
+    if result.alias != "champion":
+        _promote_demo_model(settings, result.version, command="real")
     score(store=None, work_dir=None)
     if serve_api:
         serve(host=None, port=None, work_dir=None)

@@ -635,3 +635,15 @@ def test_openapi_document_is_current(tmp_path: Path) -> None:
     assert current == published, "api/openapi.json is stale: run povwarn export-openapi"
     assert "/v1/predict" in current["paths"]
     assert "/v1/scores" in current["paths"]
+
+
+def test_docs_page_served_without_internet(tmp_path: Path) -> None:
+    settings = Settings(work_dir=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/docs")
+        script = client.get("/docs/static/swagger-ui-bundle.js")
+    assert page.status_code == 200
+    assert "/docs/static/swagger-ui-bundle.js" in page.text
+    assert "cdn.jsdelivr.net" not in page.text
+    assert script.status_code == 200
+    assert len(script.content) > 100_000

@@ -10,11 +10,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import swagger_ui_bundle
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -177,6 +180,25 @@ def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _add_offline_docs(app: FastAPI) -> None:
+    """Serve the interactive docs at /docs from files installed with the package.
+
+    FastAPI's default page loads Swagger UI from a public CDN, which leaves a
+    blank page on an office network without internet access.
+    """
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Create the API. The champion bundle is loaded at start-up, once per process."""
     settings = settings or get_settings()
@@ -196,7 +218,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=warning.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _add_offline_docs(app)
     metrics = RequestMetrics()
     # The last middleware added runs first, so 413 responses get a request id and are counted in the metrics.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

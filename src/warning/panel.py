@@ -170,12 +170,12 @@ class Panel:
         """Return the yearly monitoring line per person for every household and period."""
         table = lines if isinstance(lines, LineTable) else LineTable(lines)
         years = (self.period_start_months // 12).astype(np.int64)
-        wanted_years = np.unique(years)
-        year_position = np.searchsorted(wanted_years, years)
+        grid_years = np.unique(years)
+        year_position = np.searchsorted(grid_years, years)
         cell_lines = np.empty(self.shape)
         keys = zip(self.households["region_code"].astype(str), self.households["urban_rural"].astype(str))
         for row, (region_code, urban_rural) in enumerate(keys):
-            cell_lines[row] = table.lines_for(region_code, urban_rural, wanted_years)[year_position]
+            cell_lines[row] = table.lines_for(region_code, urban_rural, grid_years)[year_position]
         return cell_lines
 
     # Series.

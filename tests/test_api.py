@@ -446,7 +446,7 @@ def test_health_with_model(client: TestClient, settings: Settings) -> None:
     assert body["status"] == "ok"
     assert body["model_loaded"] is True
     assert body["model_version"] == "api-1"
-    assert body["targets"] == ["relapse", "new_poverty"]
+    assert body["targets"] == ["relapse", "new_poverty", "sudden_hardship"]
     assert body["database_reachable"] is True
     assert body["database_url"] == settings.score_database_url
 
@@ -518,6 +518,23 @@ def test_scores_filter_by_band_and_target(client: TestClient, batch: pd.DataFram
     expected = batch[(batch["band"] == "high") & (batch["target"] == "relapse")]
     assert body["total"] == len(expected)
     assert {item["household_id"] for item in body["items"]} == set(expected.index)
+
+
+def test_scores_filter_by_below_line_now(client: TestClient, batch: pd.DataFrame) -> None:
+    body = client.get("/v1/scores", params={"below_line_now": "false", "limit": 1000}).json()
+
+    expected = batch[batch["below_line_now"] == False]  # noqa: E712 (a nullable column)
+    assert body["total"] == len(expected)
+    assert {item["household_id"] for item in body["items"]} == set(expected.index)
+
+
+def test_scores_filter_by_hardship_probability(client: TestClient, batch: pd.DataFrame) -> None:
+    threshold = float(batch["sudden_hardship_probability"].median())
+
+    body = client.get("/v1/scores", params={"min_hardship_probability": threshold, "limit": 1000}).json()
+
+    assert body["total"] == int((batch["sudden_hardship_probability"] >= threshold).sum())
+    assert min(item["sudden_hardship_probability"] for item in body["items"]) >= threshold
 
 
 def test_scores_pagination_counts(client: TestClient, batch: pd.DataFrame) -> None:

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 # The cause group that features without a specific cause count toward.
 OTHER_GROUP = "other"
+ISOTONIC_FLOOR = 0.001
 
 
 # Calibration methods a calibrator can apply; ``auto`` in the settings chooses between them.
@@ -80,7 +81,9 @@ class Calibrator:
     def apply(self, raw: np.ndarray) -> np.ndarray:
         if self.method == "platt":
             return 1.0 / (1.0 + np.exp(-(self.slope * log_odds(raw) + self.intercept)))
-        return np.interp(raw, self.x, self.y)
+        # An isotonic step can reach exactly 0 or 1, which staff would read as
+        # certainty that a few hundred validation rows cannot support.
+        return np.clip(np.interp(raw, self.x, self.y), ISOTONIC_FLOOR, 1.0 - ISOTONIC_FLOOR)
 
     def to_json(self) -> dict[str, object]:
         if self.method == "platt":

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # Risk bands: a probability at or above a threshold gets that band.
     band_thresholds: dict[str, float] = Field(default_factory=lambda: {"high": 0.5, "medium": 0.2, "low": 0.0})
     top_causes: int = Field(3, ge=1)
+    min_cause_share: float = Field(
+        0.1, ge=0, lt=1, description="a cause after the first is listed, with its measures, only from this share of the risk"
+    )
 
     # Service.
     host: str = "127.0.0.1"

@@ -59,7 +59,14 @@ def predict_histories(
     for indices in groups.values():
         store = history_store([histories[index] for index in indices], bundle.period)
         panel = Panel(store, lines=bundle.lines)
-        frame = score_panel(panel, bundle, state.catalogue, settings.band_thresholds, settings.top_causes)
+        frame = score_panel(
+            panel,
+            bundle,
+            state.catalogue,
+            settings.band_thresholds,
+            settings.top_causes,
+            min_cause_share=settings.min_cause_share,
+        )
         rows = {row.household_id: row for row in frame.itertuples(index=False)}
         for index in indices:
             household_id = histories[index]["household"]["household_id"]

@@ -39,6 +39,8 @@ class ScoreFilters:
     min_probability: float
     band: str | None
     target: str | None
+    below_line_now: bool | None = None
+    min_hardship_probability: float = 0.0
 
     def conditions(self, cutoff: date, model_version: str) -> list[ColumnElement[bool]]:
         conditions = [SCORES.c.cutoff == cutoff, SCORES.c.model_version == model_version]
@@ -50,6 +52,10 @@ class ScoreFilters:
             conditions.append(SCORES.c.band == self.band)
         if self.target is not None:
             conditions.append(SCORES.c.target == self.target)
+        if self.below_line_now is not None:
+            conditions.append(SCORES.c.below_line_now == self.below_line_now)
+        if self.min_hardship_probability > 0.0:
+            conditions.append(SCORES.c.sudden_hardship_probability >= self.min_hardship_probability)
         return conditions
 
 
@@ -119,6 +125,13 @@ def list_scores(
     model_version: Annotated[
         str | None, Query(description="default: the model that scored the cut-off most recently")
     ] = None,
+    below_line_now: Annotated[
+        bool | None,
+        Query(description="false lists only households still above the line, whose risk is a forecast"),
+    ] = None,
+    min_hardship_probability: Annotated[
+        float, Query(ge=0.0, le=1.0, description="lowest probability of sudden hardship to list")
+    ] = 0.0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="rows per page")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")] = 0,
 ) -> ScoresPage:
@@ -129,7 +142,16 @@ def list_scores(
     if cutoff is not None and int(cutoff[:4]) < EARLIEST_YEAR:
         _reject_query("cutoff", f"cutoff {cutoff} is before {EARLIEST_YEAR}-01", cutoff)
     try:
-        filters = ScoreFilters(cutoff, model_version, region_prefix, min_probability, band, target)
+        filters = ScoreFilters(
+            cutoff,
+            model_version,
+            region_prefix,
+            min_probability,
+            band,
+            target,
+            below_line_now,
+            min_hardship_probability,
+        )
         return _read_page(request, state.engine, filters, limit, offset)
     except SQLAlchemyError as error:
         url = state.database_url

@@ -64,6 +64,7 @@ def score(store: Store, bundle: ModelBundle, settings: Settings) -> ScoreSummary
         band_thresholds=settings.band_thresholds,
         top=settings.top_causes,
         num_threads=settings.num_threads,
+        min_cause_share=settings.min_cause_share,
     )
     engine = make_engine(settings.score_database_url)
     try:

@@ -53,11 +53,14 @@ def assign_bands(probability: np.ndarray, thresholds: dict[str, float]) -> np.nd
 
 
 def _cause_lists(
-    explanations: pd.DataFrame, bundle: ModelBundle, top: int
+    explanations: pd.DataFrame, bundle: ModelBundle, top: int, min_share: float = 0.0
 ) -> tuple[list[list[dict[str, object]]], list[list[str]]]:
     """Turn ``explain_frame`` output into each row's cause dicts and the measures of those causes.
 
-    A row's measures keep cause order and drop repeats.
+    The first cause is always listed; a later one only when its share of the
+    risk is at least ``min_share``, so that a minor cause does not add its
+    measures to a household's list. A row's measures keep cause order and
+    drop repeats.
     """
     labels = bundle.cause_labels
     ranks = range(1, top + 1)
@@ -78,7 +81,7 @@ def _cause_lists(
         row_measures: list[str] = []
         for rank in range(top):
             group = groups[rank][row]
-            if group is None:
+            if group is None or (rank > 0 and not shares[rank][row] >= min_share):
                 break
             group_measures = list(bundle.measures.get(group, []))
             causes.append(
@@ -103,6 +106,7 @@ def score_panel(
     band_thresholds: dict[str, float],
     top: int,
     num_threads: int = 1,
+    min_cause_share: float = 0.0,
 ) -> pd.DataFrame:
     """Score every household observed at the panel's latest period.
 
@@ -146,7 +150,7 @@ def score_panel(
             )
             continue
         explanations = explain_frame(bundle, name, matrix[rows], top=top, num_threads=num_threads)
-        target_causes, target_measures = _cause_lists(explanations, bundle, top)
+        target_causes, target_measures = _cause_lists(explanations, bundle, top, min_cause_share)
         for row, row_causes, row_measures in zip(rows, target_causes, target_measures):
             causes[row] = row_causes
             measures[row] = row_measures

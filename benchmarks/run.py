@@ -55,15 +55,21 @@ def best_of(function: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+def _json_value(value: object) -> object:
+    """Return a store cell as a JSON-ready value: None for missing, Python scalars for numpy ones."""
+    if pd.isna(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
 def _history_request(store, household_id: str) -> dict:
     """Build a predict request body for one household from the store's rows."""
     history: dict[str, object] = {}
     household = store.table("households")
     row = household[household["household_id"] == household_id].iloc[0]
-    history["household"] = {
-        key: (None if pd.isna(value) else (value.item() if hasattr(value, "item") else value))
-        for key, value in row.items()
-    }
+    history["household"] = {key: _json_value(value) for key, value in row.items()}
     for name in ("income", "employment", "insurance", "medical_claims", "assistance", "events", "registrations"):
         table = store.table(name)
         rows = table[table["household_id"] == household_id].drop(columns="household_id")

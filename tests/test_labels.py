@@ -48,7 +48,7 @@ def _store(incomes: dict[str, list[float]], registered: tuple[str, ...] = (), pe
     return Store(Path("memory"), DatasetInfo(period=period), tables)
 
 
-def test_fall_within_horizon_is_positive_and_targets_split_by_history():
+def test_fall_labels_split_by_history():
     steady = [1000.0] * 36
     falling = [1000.0] * 15 + [0.0] * 21
     store = _store({"steady": steady, "fell_new": falling, "fell_former": falling}, registered=("fell_former",))
@@ -69,7 +69,7 @@ def test_rising_line_makes_a_steady_household_fall():
     assert labels["new_poverty"].tolist() == [0.0, 1.0]
 
 
-def test_household_below_line_at_cutoff_is_not_at_risk():
+def test_below_line_household_not_at_risk():
     store = _store({"poor": [100.0] * 36})
     labels = build_labels(Panel(store), np.array([11]), horizon_months=12)
     assert labels[["relapse", "new_poverty"]].isna().all(axis=None)
@@ -132,7 +132,7 @@ def test_sudden_hardship_counts_rigid_spending():
     assert labels.loc["sick", "new_poverty"] == 0.0
 
 
-def test_household_already_in_hardship_is_not_at_risk_of_it():
+def test_hardship_household_not_at_risk():
     store = _store({"a": [1000.0] * 36})
     store.tables["events"] = pd.DataFrame(
         {

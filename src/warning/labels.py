@@ -9,8 +9,9 @@ person is at or above the line. It then belongs to one target:
 
 A third target, ``sudden_hardship``, applies to every household at or above
 the line whose income minus rigid spending (out-of-pocket medical and
-schooling costs) is also at or above it: 1 if, within the horizon, income
-minus rigid spending falls below the line while income alone does not.
+schooling costs) is also at or above it. Its label is 1 if, within the
+horizon, income minus rigid spending falls below the line while income alone
+does not.
 
 With monthly data the label is 1 if trailing income per person falls below
 that month's line in any month after the cut-off and within the horizon, and

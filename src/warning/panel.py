@@ -2,8 +2,8 @@
 
 A period is a month for monthly records and a calendar year for survey waves
 (``DatasetInfo.period``). Every series is a dense ``(households, periods)``
-array built from one contract table; a period in which a household was not
-observed holds NaN, so that a missing survey wave never reads as zero income.
+array built from one contract table. A period in which a household was not
+observed is NaN, so that a missing survey wave never reads as zero income.
 
 Features and labels both build on this module; neither imports the other.
 """
@@ -184,7 +184,7 @@ class Panel:
         """Return a float ``(households, periods)`` array, NaN in periods not observed.
 
         A table the dataset does not have gives NaN everywhere: a survey without
-        medical records says nothing about medical costs, which is not zero.
+        medical records has no medical costs, which is not the same as zero costs.
         """
         if spec not in self._cache:
             if spec.table in self.store.tables:

@@ -45,9 +45,9 @@ class Store:
 
     def subset(self, household_ids: pd.Series) -> Store:
         """Return a store with only these households' rows; tables without households stay whole."""
-        wanted = pd.Index(household_ids.astype(str).unique())
+        kept_ids = pd.Index(household_ids.astype(str).unique())
         tables = {
-            name: (frame[frame["household_id"].astype(str).isin(wanted)] if "household_id" in frame.columns else frame)
+            name: (frame[frame["household_id"].astype(str).isin(kept_ids)] if "household_id" in frame.columns else frame)
             for name, frame in self.tables.items()
         }
         return Store(folder=self.folder, info=self.info, tables=tables)

@@ -77,7 +77,7 @@ def share_by_income_loss(
     the cause groups in proportion to the yearly income per person that each
     lost to its shocks (``bundle.income_loss_features``). Losses under
     ``min_loss_share`` of the income before them are too small to have caused
-    the state, so ``other`` receives the difference; a row without losses gives
+    the state, so ``other`` receives the difference. A row without losses gives
     the whole contribution to ``other``. Row sums are unchanged, so the groups
     plus the bias still add up to the raw score.
     """

@@ -1,8 +1,9 @@
 """Measure cause recovery of a trained bundle against recorded true causes.
 
 The simulator writes the true cause of every fall below the line to
-``truth/falls.parquet``; this module explains the at-risk households at the
-bundle's test cut-offs and compares the explanations with that truth.
+``truth/falls.parquet``. This module explains the households that fell, in
+every month they were at risk from the bundle's first test cut-off on, and
+compares the explanations with that truth.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 CSV files are read as UTF-8 (with or without a byte order mark). A file that
 is not valid UTF-8 but decodes as GB18030, the superset of GBK that Chinese
-government systems export, is decoded as such and the report says so. A file
+government systems export, is decoded as such, and the report notes it. A file
 that is neither is rejected whole with a message naming the first bad byte.
 Parquet files are read and every column is turned into text, so that both
 formats go through the same checks.

@@ -57,9 +57,9 @@ def _cause_lists(
 ) -> tuple[list[list[dict[str, object]]], list[list[str]]]:
     """Turn ``explain_frame`` output into each row's cause dicts and the measures of those causes.
 
-    The first cause is always listed; a later one only when its share of the
-    risk is at least ``min_share``, so that a minor cause does not add its
-    measures to a household's list. A row's measures keep cause order and
+    The first cause is always listed. A later one is listed only when its
+    share of the risk is at least ``min_share``, so that a minor cause does not
+    add its measures to a household's list. A row's measures keep cause order and
     drop repeats.
     """
     labels = bundle.cause_labels

@@ -28,27 +28,50 @@ from pathlib import Path
 SECRET = "benchmark-only-secret-0123456789"
 
 
-def measure(households: int, months: int, file_format: str, keep: Path | None) -> dict[str, object]:
-    """Simulate one size as feeds, ingest it, and return timings, rows and peak memory."""
-    from warning.feeds import ingest_feeds
+def simulate_feeds(folder: Path, households: int, months: int, file_format: str, parts: int) -> Path:
+    """Simulate ``households`` as one delivery of feeds in ``folder/feeds``, in ``parts`` separate runs.
+
+    A million households do not fit in one simulation, so large sizes are
+    simulated in parts with their own seeds and disjoint identity numbers,
+    each part writing its own file per export (``-partNN``).
+    """
     from warning.simulate import simulate
+
+    feeds = folder / "feeds"
+    feeds.mkdir(parents=True, exist_ok=True)
+    for part in range(parts):
+        part_dir = folder / f"part{part:02d}"
+        simulate(
+            part_dir,
+            households=households // parts + (1 if part < households % parts else 0),
+            months=months,
+            start="2021-01",
+            seed=1 + part,
+            file_format=file_format,  # type: ignore[arg-type]
+            as_feeds=True,
+            feed_part=part if parts > 1 else None,
+        )
+        for path in (part_dir / "feeds").iterdir():
+            path.rename(feeds / path.name)
+        shutil.rmtree(part_dir)
+        print(f"simulated part {part + 1} of {parts}", file=sys.stderr, flush=True)
+    return feeds
+
+
+def measure(
+    households: int, months: int, file_format: str, keep: Path | None, parts: int, data: Path | None
+) -> dict[str, object]:
+    """Simulate one size as feeds (or reuse ``data``), ingest it, and return timings, rows and peak memory."""
+    from warning.feeds import ingest_feeds
 
     folder = Path(tempfile.mkdtemp(prefix="feeds-bench-", dir=keep))
     try:
         began = time.perf_counter()
-        simulate(
-            folder / "sim",
-            households=households,
-            months=months,
-            start="2021-01",
-            seed=1,
-            file_format=file_format,
-            as_feeds=True,
-        )  # type: ignore[arg-type]
+        feeds = data if data is not None else simulate_feeds(folder, households, months, file_format, parts)
         simulated = time.perf_counter() - began
-        feed_bytes = sum(path.stat().st_size for path in (folder / "sim" / "feeds").iterdir())
+        feed_bytes = sum(path.stat().st_size for path in feeds.iterdir())
         began = time.perf_counter()
-        report = ingest_feeds(folder / "sim" / "feeds", folder / "store", secret=SECRET, as_of="2024-12-31")
+        report = ingest_feeds(feeds, folder / "store", secret=SECRET, as_of="2024-12-31")
         ingested = time.perf_counter() - began
         store_bytes = sum(path.stat().st_size for path in (folder / "store").rglob("*") if path.is_file())
         totals = report.totals
@@ -60,7 +83,8 @@ def measure(households: int, months: int, file_format: str, keep: Path | None) -
             "feed_rows": totals["read"],
             "kept": totals["kept"],
             "quarantined": totals["quarantined"],
-            "simulate_seconds": round(simulated, 1),
+            "parts": parts,
+            "simulate_seconds": round(simulated, 1) if data is None else None,
             "ingest_seconds": round(ingested, 1),
             "rows_per_second": round(totals["read"] / ingested),
             "feed_megabytes": round(feed_bytes / 2**20),
@@ -82,14 +106,35 @@ def main() -> None:
     parser.add_argument(
         "--format", choices=("csv", "parquet"), default="csv", help="file format of the feeds"
     )
-    parser.add_argument("--extrapolate-to", type=int, default=1_000_000, help="households to extrapolate to")
+    parser.add_argument(
+        "--households-per-part",
+        type=int,
+        default=100_000,
+        help="simulate larger sizes in parts of this many households (at most 10 parts)",
+    )
     parser.add_argument("--temp-dir", type=Path, default=None, help="where to generate the data")
+    parser.add_argument(
+        "--generate", type=Path, default=None, help="only simulate the first size's feeds into this folder"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="ingest the feeds in this folder instead of simulating them"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON lines here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def parts_of(households: int) -> int:
+        return max(1, -(-households // args.households_per_part))
+
+    if args.generate is not None:
+        households = args.households[0]
+        simulate_feeds(args.generate, households, args.months, args.format, parts_of(households))
+        return
     if args.one:
-        print(json.dumps(measure(args.households[0], args.months, args.format, args.temp_dir)))
+        households = args.households[0]
+        result = measure(households, args.months, args.format, args.temp_dir, parts_of(households), args.data)
+        print(json.dumps(result))
         return
     results = []
     for households in args.households:
@@ -104,26 +149,22 @@ def main() -> None:
             str(args.months),
             "--format",
             args.format,
+            "--households-per-part",
+            str(args.households_per_part),
         ]
         if args.temp_dir is not None:
             command += ["--temp-dir", str(args.temp_dir)]
+        if args.data is not None:
+            command += ["--data", str(args.data)]
         output = subprocess.run(
-            command, check=True, capture_output=True, text=True, env=os.environ.copy()
+            command, check=True, stdout=subprocess.PIPE, text=True, env=os.environ.copy()
         ).stdout
         result = json.loads(output.strip().splitlines()[-1])
         results.append(result)
         print(json.dumps(result), flush=True)
     if args.out is not None:
         args.out.write_text("".join(json.dumps(result) + "\n" for result in results), encoding="utf-8")
-    largest = results[-1]
-    scale = args.extrapolate_to / int(largest["households"])
-    print(
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}. Linear extrapolation from "
-        f"{largest['households']:,} to {args.extrapolate_to:,} households: about "
-        f"{int(largest['feed_rows']) * scale / 1e6:.0f} million feed rows, "
-        f"{float(largest['ingest_seconds']) * scale / 60:.0f} minutes to ingest and "
-        f"{float(largest['max_rss_gigabytes']) * scale:.0f} GB peak memory (an estimate, not a measurement)"
-    )
+    print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}.")
 
 
 if __name__ == "__main__":

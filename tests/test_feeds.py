@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from warning.contract import TABLES
 from warning.feeds import (
+    FeedIngestError,
     FeedReport,
     IdentityHasher,
     MissingSecretError,
@@ -33,6 +35,7 @@ from warning.feeds.identity import (
     WRONG_LENGTH,
     identity_problems,
 )
+from warning.feeds.partitions import Layout, choose_partitions, partition_of
 from warning.feeds.pipeline import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, UNIT_ERROR
 from warning.feeds.regions import RegionTableError
 from warning.feeds.spec import SpecError, load_department
@@ -58,7 +61,7 @@ def _ingest(source: Path, store: Path, **options: object) -> FeedReport:
 def _store_hash(store: Path) -> str:
     """Return a hash of every Parquet table under the store (contract tables, feed state, history, lineage)."""
     digest = hashlib.sha256()
-    for path in sorted(store.rglob("*.parquet")):
+    for path in sorted(path for path in store.rglob("*.parquet") if path.is_file()):
         digest.update(str(path.relative_to(store)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -402,6 +405,90 @@ def test_late_correction_marks_household_for_rescoring(
     ]
     assert "hrss_wages-correction.csv" in set(traced["file"])
     assert set(traced.loc[traced["file"] == "hrss_wages-correction.csv", "delivery"]) == {2}
+
+
+def _same_rows(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    columns = list(left.columns)
+    pd.testing.assert_frame_equal(
+        left.sort_values(columns).reset_index(drop=True), right[columns].sort_values(columns).reset_index(drop=True)
+    )
+
+
+def test_partitioned_store_equals_one_partition(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    one_part, one_report = feed_store
+    store = tmp_path / "store"
+    report = _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=4))
+
+    assert Layout.load(store / "feeds") == Layout(partitions=4)
+    parts = sorted(path.name for path in (store / "feeds" / "state" / "hrss.wages.parquet").iterdir())
+    assert parts == [f"part-{part:04d}.parquet" for part in range(4)]
+    assert report.totals == one_report.totals
+    assert report.store_rows == one_report.store_rows
+    for name in TABLES:
+        _same_rows(pd.read_parquet(store / f"{name}.parquet"), pd.read_parquet(one_part / f"{name}.parquet"))
+    for name in ("income", "poverty_lines"):
+        _same_rows(
+            pd.read_parquet(store / "feeds" / "lineage" / f"{name}.parquet"),
+            pd.read_parquet(one_part / "feeds" / "lineage" / f"{name}.parquet"),
+        )
+
+
+def test_partitioned_batches_and_correction_match_one_partition(simulated: Path, tmp_path: Path) -> None:
+    _split_by_month(simulated / "feeds", tmp_path / "batch1", tmp_path / "batch2", "2022-06")
+    wages = pd.read_csv(simulated / "feeds" / "hrss_wages.csv", dtype=str)
+    corrected = wages[wages["所属年月"] == "202203"].iloc[[0]].copy()
+    corrected["应发工资"] = (corrected["应发工资"].astype(float) + 500).astype(str)
+    (tmp_path / "batch3").mkdir()
+    corrected.to_csv(tmp_path / "batch3" / "hrss_wages-correction.csv", index=False)
+    stores = {}
+    for partitions in (1, 3):
+        store = tmp_path / f"store-{partitions}"
+        reports = [
+            _ingest(tmp_path / batch, store, secret=SECRET, settings=Settings(feed_partitions=partitions))
+            for batch in ("batch1", "batch2", "batch3")
+        ]
+        assert reports[2].feeds["hrss.wages"].corrected == 1
+        stores[partitions] = store
+    for name in TABLES:
+        _same_rows(pd.read_parquet(stores[3] / f"{name}.parquet"), pd.read_parquet(stores[1] / f"{name}.parquet"))
+    for path in ("rescore.parquet", "feeds/history/hrss.wages.parquet"):
+        _same_rows(pd.read_parquet(stores[3] / path), pd.read_parquet(stores[1] / path))
+
+
+def test_partitions_are_fixed_by_the_first_delivery(simulated: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=2))
+    _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=5))
+    assert Layout.load(store / "feeds") == Layout(partitions=2)
+
+
+def test_partition_count_follows_delivered_size() -> None:
+    assert choose_partitions(0, None, 256) == 1
+    assert choose_partitions(600 * 2**20, None, 256) == 3
+    assert choose_partitions(600 * 2**20, 8, 256) == 8
+    assert choose_partitions(10**15, None, 1) == 1024
+
+
+def test_household_partition_is_stable_and_total() -> None:
+    ids = pd.Series(["a1b2c3d4e5f60718", "ffffffffffffffff", None, "a1b2c3d4e5f60718"], dtype="string")
+    parts = partition_of(ids, 7)
+    assert parts.tolist() == [
+        zlib.crc32(b"a1b2c3d4e5f60718") % 7,
+        zlib.crc32(b"ffffffffffffffff") % 7,
+        0,
+        zlib.crc32(b"a1b2c3d4e5f60718") % 7,
+    ]
+    assert partition_of(ids, 1).tolist() == [0, 0, 0, 0]
+
+
+def test_store_without_layout_is_refused(simulated: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "feeds" / "state").mkdir(parents=True)
+    (store / "feeds" / "state" / "hrss.wages.parquet").write_bytes(b"")
+    with pytest.raises(FeedIngestError, match="layout.json"):
+        _ingest(simulated / "feeds", store, secret=SECRET)
 
 
 # The bad-input corpus: one delivery folder per case (tests/data/bad/make_corpus.py).

@@ -148,6 +148,15 @@ class Settings(BaseSettings):
     feed_unit_error_ratio: float = Field(
         1000.0, gt=1, description="an amount this many times its usual level is quarantined as a likely unit error"
     )
+    feed_partitions: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="household partitions of a new feed store; empty: one per feed_partition_megabytes delivered",
+    )
+    feed_partition_megabytes: float = Field(
+        256.0, gt=0, description="delivered feed files per household partition when a feed store is created"
+    )
     feed_unit_min_rows: int = Field(
         4, ge=2, description="rows a person or household needs before its amounts are checked for unit errors"
     )

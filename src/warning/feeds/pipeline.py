@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 from pandera.errors import SchemaErrors
 
-from warning.contract import TABLES, DatasetInfo
+from warning.contract import TABLES
+from warning.feeds.build import SHARED_TABLES, PartitionError, build_tables, combine_stores, ingest_partition
 from warning.feeds.identity import IdentityHasher, mask_identities
 from warning.feeds.parse import (
     MISSING_COLUMN,
@@ -44,6 +45,15 @@ from warning.feeds.parse import (
     no_problems,
     parse_column,
     problem_frame,
+)
+from warning.feeds.partitions import (
+    LAYOUT_FILE,
+    Layout,
+    choose_partitions,
+    column_maximum,
+    partition_of,
+    read_part,
+    write_part,
 )
 from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, read_feed_file
 from warning.feeds.regions import RegionCodes
@@ -57,10 +67,9 @@ from warning.feeds.state import (
     merge_delivery,
     read_frame,
 )
-from warning.ingest import ingest, table_schema
+from warning.ingest import table_schema
 from warning.ingest.schemas import VALIDATION_DTYPES, row_rules
 from warning.settings import Settings, get_settings
-from warning.store import PANDAS_DTYPES
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +135,45 @@ class _Run:
 
 @dataclass
 class _ExportResult:
+    """What one export's files did in this delivery, gathered over files and partitions."""
+
     spec: ExportSpec
     counts: FeedCounts
-    problems: pd.DataFrame
-    rejected: pd.DataFrame
-    merge: MergeResult | None
     files: list[FileReport]
+    problem_parts: list[pd.DataFrame] = field(default_factory=list)
+    rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # The checked rows of this delivery, for an export kept whole (roster and poverty lines).
+    delivered: pd.DataFrame | None = None
+    already_merged: int = 0
+    changed: bool = False
+    state: pd.DataFrame | None = None
+    history: pd.DataFrame | None = None
+    rescore_parts: list[pd.DataFrame] = field(default_factory=list)
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        parts = [part for part in self.problem_parts if len(part)]
+        return pd.concat(parts, ignore_index=True) if parts else no_problems().assign(feed="", file="")
+
+    def add_merge(self, merge: MergeResult, latest_before: pd.Timestamp | None) -> None:
+        """Count what merging the delivered rows of one partition (or of the whole feed) did."""
+        self.counts.kept += len(merge.kept)
+        self.counts.corrected += len(merge.corrected_before)
+        self.counts.merged += len(merge.merged_rows)
+        self.changed |= merge.changed
+        rescore = _rescore_rows(self.spec, merge, latest_before)
+        if len(rescore):
+            self.rescore_parts.append(rescore)
+
+    def finish(self) -> None:
+        """Complete the counts once every partition is merged, and check that no row was lost."""
+        problems = self.problems
+        self.counts.merged += self.already_merged
+        self.counts.quarantined = int(problems[["file", "row"]].drop_duplicates().shape[0]) if len(problems) else 0
+        self.counts.problems = {
+            str(reason): int(count) for reason, count in problems["reason"].value_counts().items()
+        }
+        self.counts.check_balance()
 
 
 def _sha256(path: Path) -> str:
@@ -385,30 +427,38 @@ def _unit_errors(
     return flagged, usual
 
 
-def _process_export(
+def _is_partitioned(spec: ExportSpec) -> bool:
+    """Whether an export's rows are kept per household partition (every export of a household table)."""
+    return spec.role == "table" and "household_id" in TABLES[str(spec.target)].column_names
+
+
+def _read_export(
     spec: ExportSpec,
     paths: list[Path],
-    state: pd.DataFrame | None,
     run: _Run,
     seen: dict[tuple[str, str], tuple[int, int]],
+    spill_dir: Path | None,
+    partitions: int,
 ) -> _ExportResult:
-    """Read, check, link and merge the files of one export; ``state`` is what the feed delivered before."""
-    counts = FeedCounts(feed=spec.feed, files=[path.name for path in paths])
-    problem_parts: list[pd.DataFrame] = []
+    """Read, check and link the files of one export, one file in memory at a time.
+
+    The checked rows of a partitioned export go to ``spill_dir``, one file
+    per delivered file and partition; those of other exports are kept in
+    ``delivered``.
+    """
+    result = _ExportResult(spec, FeedCounts(feed=spec.feed, files=[path.name for path in paths]), files=[])
     rejected_parts: list[pd.DataFrame] = []
     row_parts: list[pd.DataFrame] = []
-    reports: list[FileReport] = []
-    already_merged = 0
     values = _value_columns(spec)
-    for path in paths:
+    for position, path in enumerate(paths):
         report = FileReport(file=path.name, feed=spec.feed, status="read", sha256=_sha256(path))
-        reports.append(report)
+        result.files.append(report)
         previous = seen.get((spec.feed, str(report.sha256)))
         if previous is not None:
             report.status = f"{ALREADY_DELIVERED} in delivery {previous[0]}"
             report.rows = previous[1]
-            counts.read += previous[1]
-            already_merged += previous[1]
+            result.counts.read += previous[1]
+            result.already_merged += previous[1]
             logger.info(
                 "Skipped %s of feed %s: the same file came in delivery %d", path.name, spec.feed, previous[0]
             )
@@ -422,12 +472,12 @@ def _process_export(
             continue
         report.encoding = feed_file.encoding
         report.rows = feed_file.rows_read
-        counts.read += feed_file.rows_read
+        result.counts.read += feed_file.rows_read
         frame = feed_file.frame
         typed, problems = _check_file(spec, feed_file, run, report)
         clean = ~frame.index.isin(problems["row"])
         mapped, link_problems, linked = _link(spec, typed, frame, run)
-        counts.linked += int((linked & clean).sum())
+        result.counts.linked += int((linked & clean).sum())
         problems = pd.concat(
             [problems, link_problems[link_problems["row"].isin(frame.index[clean])]], ignore_index=True
         )
@@ -441,31 +491,54 @@ def _process_export(
         clean = ~frame.index.isin(problems["row"])
         rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
         rows = rows.assign(_delivery=run.delivery, _file=path.name, _row=rows.index.to_numpy(dtype="int64"))
-        row_parts.append(rows)
-        problems = problems.assign(feed=spec.feed, file=path.name)
-        problem_parts.append(problems)
+        if spill_dir is None:
+            row_parts.append(rows)
+        else:
+            _spill(rows.reset_index(drop=True), spill_dir, position, partitions)
+        result.problem_parts.append(problems.assign(feed=spec.feed, file=path.name))
         if len(problems):
             bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
             rejected_parts.append(_rejected_rows(spec, feed_file, bad_rows))
+        del feed_file, frame, typed, mapped, rows
+    if row_parts:
+        result.delivered = pd.concat(row_parts, ignore_index=True)
+    if rejected_parts:
+        result.rejected = pd.concat(rejected_parts, ignore_index=True)
+    return result
 
-    problems = (
-        pd.concat(problem_parts, ignore_index=True)
-        if problem_parts
-        else no_problems().assign(feed="", file="")
-    )
-    delivered = pd.concat(row_parts, ignore_index=True) if row_parts else None
-    merge: MergeResult | None = None
-    if delivered is not None and len(delivered):
-        if spec.unit_check is not None:
-            flagged, usual = _unit_errors(spec, delivered, state, run)
-            if flagged.any():
-                bad = delivered[flagged]
-                unit_problems = pd.DataFrame(
+
+def _spill(rows: pd.DataFrame, spill_dir: Path, position: int, partitions: int) -> None:
+    """Write one file's checked rows to ``spill_dir/part-NNNN/<position>.parquet``, by household partition."""
+    parts = partition_of(rows["household_id"], partitions)
+    for part in np.unique(parts):
+        folder = spill_dir / f"part-{part:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows[parts == part].to_parquet(folder / f"{position:06d}.parquet", index=False)
+
+
+def _read_spilled(spill_dir: Path, part: int) -> pd.DataFrame | None:
+    """Return the spilled rows of one partition in delivery order (file order, then row)."""
+    paths = sorted((spill_dir / f"part-{part:04d}").glob("*.parquet"))
+    if not paths:
+        return None
+    return pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+
+
+def _merge_rows(
+    result: _ExportResult, delivered: pd.DataFrame, state: pd.DataFrame | None, run: _Run
+) -> MergeResult:
+    """Quarantine likely unit errors among delivered rows, then merge the rest into ``state``."""
+    spec = result.spec
+    values = _value_columns(spec)
+    if spec.unit_check is not None:
+        flagged, usual = _unit_errors(spec, delivered, state, run)
+        if flagged.any():
+            bad = delivered[flagged]
+            result.problem_parts.append(
+                pd.DataFrame(
                     {
                         "row": bad["_row"].to_numpy(),
-                        "column": next(
-                            item.source for item in spec.mapping if item.target == spec.unit_check
-                        ),
+                        "column": next(item.source for item in spec.mapping if item.target == spec.unit_check),
                         "value": bad[spec.unit_check].astype(str).to_numpy(),
                         "reason": UNIT_ERROR,
                         "detail": [f"usual level {value:.2f}" for value in usual[flagged]],
@@ -473,27 +546,20 @@ def _process_export(
                         "file": bad["_file"].to_numpy(),
                     }
                 )
-                problems = pd.concat([problems, unit_problems], ignore_index=True)
-                delivered = delivered[~flagged]
-                logger.warning("Quarantined %d rows of %s as likely unit errors", len(bad), spec.feed)
-        keys = key_columns(len(spec.key))
-        empty_state = delivered.iloc[0:0][keys + values + list(LINEAGE_COLUMNS)]
-        merge = merge_delivery(
-            state if state is not None else empty_state,
-            delivered[keys + values + list(LINEAGE_COLUMNS)],
-            keys,
-            values,
-            run.delivery,
-        )
-        counts.kept = len(merge.kept)
-        counts.corrected = len(merge.corrected_before)
-        counts.merged = len(merge.merged_rows)
-    counts.merged += already_merged
-    counts.quarantined = int(problems[["file", "row"]].drop_duplicates().shape[0]) if len(problems) else 0
-    counts.problems = {str(reason): int(count) for reason, count in problems["reason"].value_counts().items()}
-    counts.check_balance()
-    rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else pd.DataFrame()
-    return _ExportResult(spec, counts, problems, rejected, merge, reports)
+            )
+            delivered = delivered[~flagged]
+            logger.warning("Quarantined %d rows of %s as likely unit errors", len(bad), spec.feed)
+    keys = key_columns(len(spec.key))
+    columns = keys + values + list(LINEAGE_COLUMNS)
+    merge = merge_delivery(
+        state if state is not None else delivered.iloc[0:0][columns],
+        delivered[columns],
+        keys,
+        values,
+        run.delivery,
+    )
+    result.add_merge(merge, run.latest_month_before)
+    return merge
 
 
 def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> pd.DataFrame:
@@ -525,30 +591,35 @@ def _row_months(table: str, frame: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ms]")
 
 
-def _latest_month(states: dict[str, pd.DataFrame], specs: dict[str, ExportSpec]) -> pd.Timestamp | None:
+def _latest_month(
+    states: dict[str, pd.DataFrame], specs: list[ExportSpec], state_dir: Path
+) -> pd.Timestamp | None:
+    """Return the latest month stored by any feed, reading only the month column of partitioned state."""
     latest = None
-    for feed, state in states.items():
-        spec = specs[feed]
-        if spec.role != "table" or not len(state) or "month" not in TABLES[str(spec.target)].column_names:
+    for spec in specs:
+        if spec.role != "table" or "month" not in TABLES[str(spec.target)].column_names:
             continue
-        value = state["month"].max()
-        if pd.notna(value) and (latest is None or value > latest):
+        if _is_partitioned(spec):
+            value = column_maximum(state_dir, spec.feed, "month")
+        else:
+            state = states.get(spec.feed)
+            value = state["month"].max() if state is not None and len(state) else None
+        if value is not None and pd.notna(value) and (latest is None or pd.Timestamp(value) > latest):
             latest = pd.Timestamp(value)
     return latest
 
 
-def _rescore_rows(result: _ExportResult, latest_before: pd.Timestamp | None) -> pd.DataFrame:
+def _rescore_rows(spec: ExportSpec, merge: MergeResult, latest_before: pd.Timestamp | None) -> pd.DataFrame:
     """Return (household_id, month) of rows a delivery corrected, or added to months already stored.
 
     A corrected row counts with both its old and its new household and month.
     Rows of months after the latest month stored before the delivery are new
     data, not corrections, and are left to regular scoring.
     """
-    spec, merge = result.spec, result.merge
     empty = pd.DataFrame(
         {"household_id": pd.Series(dtype="string"), "month": pd.Series(dtype="datetime64[ms]")}
     )
-    if merge is None or spec.role == "members" or not len(merge.kept):
+    if spec.role == "members" or not len(merge.kept):
         return empty
     table = str(spec.target)
     if "household_id" not in TABLES[table].column_names:
@@ -607,121 +678,6 @@ def _write_rescore(store_dir: Path, rows: pd.DataFrame, delivery: int) -> int:
     return len(table)
 
 
-def _candidates(spec: ExportSpec, state: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the contract rows one feed contributes, and the lineage of each (feed row to contract key).
-
-    With ``aggregate: sum`` the rows of a contract key add up, so several feed
-    rows (the wages of each member) make one contract row.
-    """
-    table = TABLES[str(spec.target)]
-    key = list(table.key)
-    frame = state[table.column_names + list(LINEAGE_COLUMNS)]
-    if spec.aggregate == "sum" and len(frame):
-        amounts = [
-            column.name for column in table.columns if column.kind == "float" and column.name not in key
-        ]
-        others = [name for name in table.column_names if name not in key and name not in amounts]
-        grouped = frame.groupby(key, sort=False, dropna=False)
-        summed = grouped[amounts].sum(min_count=1)
-        firsts = grouped[others + ["_file", "_row"]].last()
-        latest = grouped["_delivery"].max()
-        rows = pd.concat([summed, firsts, latest], axis=1).reset_index()
-    else:
-        rows = frame.reset_index(drop=True)
-    rows = rows.assign(_feed=spec.feed, _precedence=spec.precedence)
-    lineage = state[key + list(LINEAGE_COLUMNS)].assign(_feed=spec.feed)
-    return rows, lineage
-
-
-def _build_tables(
-    specs: list[ExportSpec], states: dict[str, pd.DataFrame]
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Return each contract table, its lineage, and the rows that lost to another row with the same key."""
-    tables, lineages, conflicts = {}, {}, {}
-    by_target: dict[str, list[ExportSpec]] = {}
-    for spec in specs:
-        if spec.role != "members":
-            by_target.setdefault(str(spec.target), []).append(spec)
-    for name, table_specs in by_target.items():
-        table = TABLES[name]
-        key = list(table.key)
-        parts, lineage_parts = [], []
-        for spec in table_specs:
-            state = states.get(spec.feed)
-            if state is None or not len(state):
-                continue
-            rows, lineage = _candidates(spec, state)
-            parts.append(rows)
-            lineage_parts.append(lineage)
-        if not parts:
-            continue
-        candidates = pd.concat(parts, ignore_index=True)
-        # Latest delivery first, then the lower precedence, then the later file and row.
-        order = candidates.sort_values(
-            key + ["_delivery", "_precedence", "_file", "_row"],
-            ascending=[True] * len(key) + [False, True, False, False],
-            na_position="first",
-            kind="stable",
-        )
-        repeated = order.duplicated(key, keep="first")
-        winners = order[~repeated]
-        conflicts[name] = order[repeated].reset_index(drop=True)
-        tables[name] = winners[table.column_names].reset_index(drop=True)
-        lineage = pd.concat(lineage_parts, ignore_index=True)
-        chosen = winners[key + ["_feed"]]
-        if name == "poverty_lines":
-            # Its key has a nullable column, which an inner merge would not match.
-            chosen = chosen.fillna({"region_prefix": ""})
-            lineage = lineage.fillna({"region_prefix": ""})
-        lineage = lineage.merge(chosen, on=key + ["_feed"], how="inner")
-        lineages[name] = lineage.rename(
-            columns={"_feed": "feed", "_file": "file", "_row": "row", "_delivery": "delivery"}
-        )
-    return tables, lineages, conflicts
-
-
-def _store_dtypes(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    kinds = {column.name: column.kind for column in TABLES[name].columns}
-    return frame.astype({column: PANDAS_DTYPES[kind] for column, kind in kinds.items()})
-
-
-def _write_store(
-    store_dir: Path, tables: dict[str, pd.DataFrame], feeds_dir: Path
-) -> tuple[dict[str, int], int]:
-    """Write the contract tables to a staging folder and ingest it into the store; return rows and quarantined."""
-    missing = [name for name, table in TABLES.items() if table.required and name not in tables]
-    if missing:
-        raise FeedIngestError(
-            f"no rows yet for required contract tables {missing}: deliver the feeds that fill them "
-            "(households from civil_affairs.households, income from hrss.wages and the income feeds, "
-            "poverty_lines from rural_revitalisation.monitoring_lines)"
-        )
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=feeds_dir))
-    try:
-        for name, frame in tables.items():
-            _store_dtypes(name, frame).to_parquet(staging / f"{name}.parquet", index=False)
-        DatasetInfo(
-            name="feeds",
-            period="month",
-            description="Built from department feeds; see feeds/ for lineage, history and reports.",
-        ).write(staging)
-        report = ingest(staging, store_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if report.rows_quarantined:
-        logger.error(
-            "The contract ingest quarantined %d rows that passed the feed checks: %s",
-            report.rows_quarantined,
-            report.problems,
-        )
-    rows = {name: entry.rows_kept for name, entry in report.tables.items() if entry.status == "ingested"}
-    return rows, report.rows_quarantined
-
-
-def _process_order(spec: ExportSpec) -> tuple[int, str]:
-    return ({"households": 0, "members": 1}.get(spec.role, 2), spec.feed)
-
-
 def ingest_feeds(
     source_dir: Path,
     store_dir: Path,
@@ -740,10 +696,11 @@ def ingest_feeds(
     birth dates after it are rejected. Feed state, history, lineage, conflicts
     and per-delivery reports go to ``store_dir/feeds``; households to re-score
     go to ``store_dir/rescore.parquet``; the contract tables are written by
-    ``warning.ingest.ingest``. Ingesting the same delivery again changes no
-    table. Raises ``FeedIngestError`` before writing anything when the folder
-    is missing, a file matches two feeds, or a required contract table would
-    be empty.
+    ``warning.ingest.ingest``, one household partition at a time
+    (``warning.feeds.partitions``). Ingesting the same delivery again changes
+    no table. Raises ``FeedIngestError`` before writing anything when the
+    folder is missing, a file matches two feeds, or a required contract table
+    would be empty.
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -754,18 +711,30 @@ def ingest_feeds(
     source_dir, store_dir = Path(source_dir), Path(store_dir)
     as_of_date = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(datetime.now(UTC).date())
     feeds_dir = store_dir / FEEDS_DIR
+    state_dir = feeds_dir / "state"
     matched, ignored = _match_files(source_dir, specs)
     if ignored:
         logger.warning("Ignored files in %s that match no feed: %s", source_dir, ignored)
+    layout = Layout.load(feeds_dir)
+    if layout is None:
+        if state_dir.is_dir() and any(state_dir.iterdir()):
+            raise FeedIngestError(
+                f"{feeds_dir} holds feed state without {LAYOUT_FILE}; it was written by an earlier "
+                "version, so ingest its deliveries again into a new store"
+            )
+        delivered_bytes = sum(path.stat().st_size for paths in matched.values() for path in paths)
+        layout = Layout(
+            choose_partitions(delivered_bytes, settings.feed_partitions, settings.feed_partition_megabytes)
+        )
     feeds_dir.mkdir(parents=True, exist_ok=True)
     log, seen = _previous_files(feeds_dir)
     delivery = len(log) + 1
     by_feed = {spec.feed: spec for spec in specs}
-    states: dict[str, pd.DataFrame] = {}
+    whole_states: dict[str, pd.DataFrame] = {}
     for spec in specs:
-        state = read_frame(feeds_dir / "state" / f"{spec.feed}.parquet")
+        state = None if _is_partitioned(spec) else read_frame(state_dir / f"{spec.feed}.parquet")
         if state is not None:
-            states[spec.feed] = state
+            whole_states[spec.feed] = state
     run = _Run(
         delivery=delivery,
         as_of=as_of_date,
@@ -774,62 +743,40 @@ def ingest_feeds(
         feeds_dir=feeds_dir,
         unit_error_ratio=settings.feed_unit_error_ratio,
         unit_min_rows=settings.feed_unit_min_rows,
-        latest_month_before=_latest_month(states, by_feed),
+        latest_month_before=_latest_month(whole_states, specs, state_dir),
     )
     logger.info(
-        "Ingesting delivery %d from %s into %s (as of %s)", delivery, source_dir, store_dir, as_of_date.date()
+        "Ingesting delivery %d from %s into %s (as of %s, %d household partitions)",
+        delivery,
+        source_dir,
+        store_dir,
+        as_of_date.date(),
+        layout.partitions,
     )
-
-    results: list[_ExportResult] = []
-    _refresh_roster(states, by_feed, run)
-    for spec in sorted(specs, key=_process_order):
-        result = _process_export(spec, matched[spec.feed], states.get(spec.feed), run, seen)
-        results.append(result)
-        if result.merge is not None and result.merge.changed:
-            states[spec.feed] = result.merge.state
-            if spec.role != "table":
-                _refresh_roster(states, by_feed, run)
-        if result.counts.read:
-            logger.info(
-                "Feed %s: %d read, %d linked, %d kept, %d corrected, %d quarantined, %d merged",
-                spec.feed,
-                result.counts.read,
-                result.counts.linked,
-                result.counts.kept,
-                result.counts.corrected,
-                result.counts.quarantined,
-                result.counts.merged,
-            )
-    changed = any(result.merge is not None and result.merge.changed for result in results)
-    report = FeedReport(
-        delivery=delivery,
-        source_dir=str(source_dir),
-        store_dir=str(store_dir),
-        as_of=str(as_of_date.date()),
-        started_at=started_at,
-        feeds={result.spec.feed: result.counts for result in results},
-        files=[entry for result in results for entry in result.files]
-        + [FileReport(file=name, feed=None, status="ignored: matches no feed") for name in ignored],
-        changed=changed,
-        unit_errors=sum(result.counts.problems.get(UNIT_ERROR, 0) for result in results),
-    )
-    if changed or not (store_dir / "households.parquet").is_file():
-        tables, lineages, conflicts = _build_tables(specs, states)
-        report.store_rows, report.contract_quarantined = _write_store(store_dir, tables, feeds_dir)
-        _write_tables(feeds_dir / "lineage", lineages)
-        _write_tables(feeds_dir / "conflicts", conflicts)
-        for frame in conflicts.values():
-            for feed, count in frame["_feed"].value_counts().items():
-                report.feeds[str(feed)].superseded += int(count)
-        report.conflicts = {name: len(frame) for name, frame in conflicts.items() if len(frame)}
-        for result in results:
-            if result.merge is not None and result.merge.changed:
-                path = feeds_dir / "state" / f"{result.spec.feed}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                result.merge.state.to_parquet(path, index=False)
-                append_frame(feeds_dir / "history" / f"{result.spec.feed}.parquet", result.merge.history)
+    work = Path(tempfile.mkdtemp(prefix=f"delivery-{delivery:04d}-", dir=feeds_dir))
+    try:
+        results = _read_and_merge(specs, matched, whole_states, by_feed, run, seen, work, layout)
+        changed = any(result.changed for result in results)
+        report = FeedReport(
+            delivery=delivery,
+            source_dir=str(source_dir),
+            store_dir=str(store_dir),
+            as_of=str(as_of_date.date()),
+            started_at=started_at,
+            feeds={result.spec.feed: result.counts for result in results},
+            files=[entry for result in results for entry in result.files]
+            + [FileReport(file=name, feed=None, status="ignored: matches no feed") for name in ignored],
+            changed=changed,
+            unit_errors=sum(result.counts.problems.get(UNIT_ERROR, 0) for result in results),
+        )
+        if changed or not (store_dir / "households.parquet").is_file():
+            _build_store(specs, whole_states, report, store_dir, work, layout)
+            _install_state(results, whole_states, work, feeds_dir)
+            layout.write(feeds_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     rescore = pd.concat(
-        [_rescore_rows(result, run.latest_month_before) for result in results], ignore_index=True
+        [part for result in results for part in result.rescore_parts] or [_rescore_empty()], ignore_index=True
     )
     report.rescore_households = _write_rescore(store_dir, rescore, delivery)
     report.elapsed_seconds = round(time.perf_counter() - started, 3)
@@ -841,6 +788,195 @@ def ingest_feeds(
         ", ".join(f"{name} {count}" for name, count in report.totals.items()),
     )
     return report
+
+
+def _rescore_empty() -> pd.DataFrame:
+    return pd.DataFrame({"household_id": pd.Series(dtype="string"), "month": pd.Series(dtype="datetime64[ms]")})
+
+
+def _read_and_merge(
+    specs: list[ExportSpec],
+    matched: dict[str, list[Path]],
+    whole_states: dict[str, pd.DataFrame],
+    by_feed: dict[str, ExportSpec],
+    run: _Run,
+    seen: dict[tuple[str, str], tuple[int, int]],
+    work: Path,
+    layout: Layout,
+) -> list[_ExportResult]:
+    """Read every export (roster first), merge the whole ones, then merge the partitioned ones part by part.
+
+    New state and history of partitioned exports go to ``work`` until the
+    store is built; whole exports keep theirs in their result.
+    """
+    results: list[_ExportResult] = []
+    _refresh_roster(whole_states, by_feed, run)
+    for spec in sorted(specs, key=_process_order):
+        spill = work / "delivered" / spec.feed if _is_partitioned(spec) else None
+        result = _read_export(spec, matched[spec.feed], run, seen, spill, layout.partitions)
+        results.append(result)
+        if result.delivered is not None and len(result.delivered):
+            merge = _merge_rows(result, result.delivered, whole_states.get(spec.feed), run)
+            result.delivered = None
+            if merge.changed:
+                whole_states[spec.feed] = result.state = merge.state
+                result.history = merge.history
+                if spec.role != "table":
+                    _refresh_roster(whole_states, by_feed, run)
+    partitioned = [result for result in results if _is_partitioned(result.spec)]
+    state_dir = run.feeds_dir / "state"
+    for part in range(layout.partitions):
+        for result in partitioned:
+            delivered = _read_spilled(work / "delivered" / result.spec.feed, part)
+            if delivered is None:
+                continue
+            merge = _merge_rows(result, delivered, read_part(state_dir, result.spec.feed, part), run)
+            if merge.changed:
+                write_part(work / "state", result.spec.feed, part, merge.state)
+            if len(merge.history):
+                write_part(work / "history", result.spec.feed, part, merge.history)
+        if layout.partitions > 1:
+            logger.info("Merged partition %d of %d", part + 1, layout.partitions)
+    shutil.rmtree(work / "delivered", ignore_errors=True)
+    for result in results:
+        result.finish()
+        if result.counts.read:
+            counts = result.counts
+            logger.info(
+                "Feed %s: %d read, %d linked, %d kept, %d corrected, %d quarantined, %d merged",
+                counts.feed,
+                counts.read,
+                counts.linked,
+                counts.kept,
+                counts.corrected,
+                counts.quarantined,
+                counts.merged,
+            )
+    return results
+
+
+def _required_tables_missing(
+    specs: list[ExportSpec], whole_states: dict[str, pd.DataFrame], state_dirs: list[Path]
+) -> list[str]:
+    """Return the required contract tables that no feed has rows for, before or in this delivery."""
+    filled = set()
+    for spec in specs:
+        if spec.role == "members":
+            continue
+        if _is_partitioned(spec):
+            has_rows = any(any((folder / f"{spec.feed}.parquet").glob("part-*.parquet")) for folder in state_dirs)
+        else:
+            state = whole_states.get(spec.feed)
+            has_rows = state is not None and len(state) > 0
+        if has_rows:
+            filled.add(str(spec.target))
+    return [name for name, table in TABLES.items() if table.required and name not in filled]
+
+
+def _build_store(
+    specs: list[ExportSpec],
+    whole_states: dict[str, pd.DataFrame],
+    report: FeedReport,
+    store_dir: Path,
+    work: Path,
+    layout: Layout,
+) -> None:
+    """Build the contract tables partition by partition and write them into the store, with lineage and conflicts."""
+    state_dir = store_dir / FEEDS_DIR / "state"
+    missing = _required_tables_missing(specs, whole_states, [state_dir, work / "state"])
+    if missing:
+        raise FeedIngestError(
+            f"no rows yet for required contract tables {missing}: deliver the feeds that fill them "
+            "(households from civil_affairs.households, income from hrss.wages and the income feeds, "
+            "poverty_lines from rural_revitalisation.monitoring_lines)"
+        )
+    household_parts = {
+        feed: partition_of(state["household_id"], layout.partitions)
+        for feed, state in whole_states.items()
+        if "household_id" in state.columns
+    }
+    part_stores = []
+    conflicts_by_feed: dict[str, int] = {}
+    conflicts_by_table: dict[str, int] = {}
+    for part in range(layout.partitions):
+        states = {}
+        for spec in specs:
+            if _is_partitioned(spec):
+                state = read_part(work / "state", spec.feed, part)
+                state = state if state is not None else read_part(state_dir, spec.feed, part)
+            else:
+                state = whole_states.get(spec.feed)
+                if state is not None and spec.feed in household_parts:
+                    state = state[household_parts[spec.feed] == part]
+            if state is not None:
+                states[spec.feed] = state
+        tables, lineages, conflicts = build_tables(specs, states)
+        try:
+            store = ingest_partition(tables, work, part)
+        except PartitionError as error:
+            raise FeedIngestError(str(error)) from error
+        if store is None:
+            continue
+        part_stores.append(store)
+        # Shared tables are the same in every partition; keep their lineage and conflicts once.
+        first = len(part_stores) == 1
+        for name, frame in lineages.items():
+            if first or name not in SHARED_TABLES:
+                write_part(work / "lineage", name, part, frame)
+        for name, frame in conflicts.items():
+            if not first and name in SHARED_TABLES:
+                continue
+            write_part(work / "conflicts", name, part, frame)
+            conflicts_by_table[name] = conflicts_by_table.get(name, 0) + len(frame)
+            for feed, count in frame["_feed"].value_counts().items():
+                conflicts_by_feed[str(feed)] = conflicts_by_feed.get(str(feed), 0) + int(count)
+        if layout.partitions > 1:
+            logger.info("Built partition %d of %d", part + 1, layout.partitions)
+    ingest_report = combine_stores(part_stores, store_dir)
+    report.store_rows = {
+        name: entry.rows_kept for name, entry in ingest_report.tables.items() if entry.status == "ingested"
+    }
+    report.contract_quarantined = ingest_report.rows_quarantined
+    if report.contract_quarantined:
+        logger.error(
+            "The contract ingest quarantined %d rows that passed the feed checks: %s",
+            report.contract_quarantined,
+            ingest_report.problems,
+        )
+    for feed, count in conflicts_by_feed.items():
+        report.feeds[feed].superseded += count
+    report.conflicts = {name: count for name, count in conflicts_by_table.items() if count}
+
+
+def _install_state(
+    results: list[_ExportResult], whole_states: dict[str, pd.DataFrame], work: Path, feeds_dir: Path
+) -> None:
+    """Move this delivery's feed state, history, lineage and conflicts into the store, once the store is built."""
+    state_dir = feeds_dir / "state"
+    for result in results:
+        feed = result.spec.feed
+        if not result.changed:
+            continue
+        if _is_partitioned(result.spec):
+            for path in sorted((work / "state" / f"{feed}.parquet").glob("part-*.parquet")):
+                target = state_dir / f"{feed}.parquet" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
+            for path in sorted((work / "history" / f"{feed}.parquet").glob("part-*.parquet")):
+                append_frame(feeds_dir / "history" / f"{feed}.parquet" / path.name, pd.read_parquet(path))
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            whole_states[feed].to_parquet(state_dir / f"{feed}.parquet", index=False)
+            if result.history is not None:
+                append_frame(feeds_dir / "history" / f"{feed}.parquet", result.history)
+    for folder in ("lineage", "conflicts"):
+        shutil.rmtree(feeds_dir / folder, ignore_errors=True)
+        if (work / folder).is_dir():
+            (work / folder).rename(feeds_dir / folder)
+
+
+def _process_order(spec: ExportSpec) -> tuple[int, str]:
+    return ({"households": 0, "members": 1}.get(spec.role, 2), spec.feed)
 
 
 def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSpec], run: _Run) -> None:
@@ -858,12 +994,6 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
         )
 
 
-def _write_tables(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in frames.items():
-        frame.to_parquet(folder / f"{name}.parquet", index=False)
-
-
 def _write_delivery(
     feeds_dir: Path, report: FeedReport, results: list[_ExportResult], log: list[dict[str, object]]
 ) -> None:
@@ -873,7 +1003,7 @@ def _write_delivery(
     report.write(folder / "report.json")
     report.write(feeds_dir / "report.json")
     (folder / "summary.txt").write_text(report.summary() + "\n", encoding="utf-8")
-    problems = [result.problems for result in results if len(result.problems)]
+    problems = [frame for frame in (result.problems for result in results) if len(frame)]
     if problems:
         quarantine = pd.concat(problems, ignore_index=True)[list(QUARANTINE_COLUMNS)]
         quarantine.to_csv(folder / "quarantine.csv", index=False)

@@ -95,7 +95,7 @@ def ingest(
 
     # A symbolic link to the store is followed, so that the folder it points to is replaced.
     location = store_dir.resolve()
-    staging = _new_staging_dir(location)
+    staging = new_staging_dir(location)
     try:
         reports = _ingest_tables(raw_tables, failures, files, staging, chunk_rows, cost_tolerance, as_of)
         info.write(staging)
@@ -109,7 +109,7 @@ def ingest(
             elapsed_seconds=round(time.perf_counter() - clock, 3),
         )
         report.write(staging / REPORT_FILE)
-        _replace_store(staging, location)
+        replace_store(staging, location)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -196,7 +196,7 @@ _STORE_OUTPUTS = frozenset(
 )
 
 
-def _new_staging_dir(location: Path) -> Path:
+def new_staging_dir(location: Path) -> Path:
     """Create an empty staging folder beside the store.
 
     It is on the same file system as the store, so renaming it into place is atomic.
@@ -210,7 +210,7 @@ def _new_staging_dir(location: Path) -> Path:
     return staging
 
 
-def _replace_store(staging: Path, location: Path) -> None:
+def replace_store(staging: Path, location: Path) -> None:
     """Put the staging folder in place of the store, moving over the entries that ingest does not write."""
     if not location.exists():
         staging.rename(location)

@@ -46,12 +46,16 @@ SPLIT_AMONG = {"hrss.wages": "wage_earner", "hrss.pensions": "pensioner"}
 URBAN_RURAL_SCOPE = {"civil_affairs.income_checks": "urban", "rural_revitalisation.household_income": "rural"}
 # Relation-to-head codes of the members export, by position in the household.
 HEAD_CODE, SPOUSE_CODE, CHILD_CODE = "01", "02", "03"
+# Identity sequence numbers (within a region and birth date) that each part of a delivery may use.
+SEQUENCES_PER_PART = 50
 
 
 class Identities:
     """Synthetic identity numbers of the simulated persons, and each household's head."""
 
-    def __init__(self, population: Population, start_year: int, start_month_of_year: int, seed: int) -> None:
+    def __init__(
+        self, population: Population, start_year: int, start_month_of_year: int, seed: int, part: int | None = None
+    ) -> None:
         rng = np.random.default_rng([seed, 11643])
         persons = population.person_count
         household = population.person_household
@@ -64,6 +68,14 @@ class Identities:
         # The sequence is unique within region and birth date; its parity stands for the sex.
         group = pd.Series(regions) + pd.Series(dates)
         order = group.groupby(group).cumcount().to_numpy()
+        if part is not None:
+            # Parts simulated separately get disjoint sequence ranges, so their numbers never collide.
+            if order.max(initial=0) >= SEQUENCES_PER_PART:
+                raise ValueError(
+                    f"more than {SEQUENCES_PER_PART} simulated people share a region and birth date in "
+                    "one part; simulate fewer households per part"
+                )
+            order = order + part * SEQUENCES_PER_PART
         if order.max(initial=0) >= 500:
             raise ValueError("too many simulated people share a region and birth date for 3-digit sequences")
         sequence = order * 2 + rng.integers(0, 2, persons)
@@ -261,10 +273,14 @@ def write_feeds(
     seed: int,
     file_format: Literal["parquet", "csv"] = "csv",
     specs: list[ExportSpec] | None = None,
+    part: int | None = None,
 ) -> dict[str, int]:
     """Write every export of the feed specifications to ``contract_dir/feeds`` from the simulated tables.
 
-    Also writes ``truth/identities`` (simulator person and household ids
+    With ``part`` (0 to 9), the files are one part of a delivery too large to
+    simulate at once: their names end in ``-partNN`` and their identity
+    numbers use sequence numbers no other part uses, so the parts of several
+    runs (with different seeds) can be delivered together. Also writes ``truth/identities`` (simulator person and household ids
     with their identity numbers), so that truth files can be joined to the
     hashed ids of a store built from the feeds. Returns rows written per feed.
     """
@@ -272,7 +288,8 @@ def write_feeds(
     out = contract_dir / FEEDS_FOLDER
     out.mkdir(parents=True, exist_ok=True)
     specs = specs if specs is not None else load_specs()
-    identities = Identities(population, start_year, start_month_of_year, seed)
+    identities = Identities(population, start_year, start_month_of_year, seed, part)
+    suffix = "" if part is None else f"-part{part:02d}"
     rng = np.random.default_rng([seed, 7064])
     households = _read_contract(contract_dir, "households")
     urban = pd.Series(households["urban_rural"].to_numpy(), index=households["household_id"].astype(str))
@@ -286,7 +303,7 @@ def write_feeds(
             if name not in tables:
                 tables[name] = _read_contract(contract_dir, name)
             table = _export_table(spec, tables[name], identities, urban, rng)
-        _write(table, out / f"{spec.department}_{spec.name}.{file_format}", file_format)
+        _write(table, out / f"{spec.department}_{spec.name}{suffix}.{file_format}", file_format)
         rows[spec.feed] = table.num_rows
     identities.frame(population).to_parquet(
         contract_dir / "truth" / f"{IDENTITIES_FILE}.parquet", index=False

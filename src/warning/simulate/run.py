@@ -110,6 +110,7 @@ def simulate(
     oracle_replicas: int = 20,
     horizon_months: int = 12,
     as_feeds: bool = False,
+    feed_part: int | None = None,
 ) -> SimulationSummary:
     """Simulate households month by month and write one file per contract table to ``out_dir``.
 
@@ -125,7 +126,8 @@ def simulate(
     tables stay the same as without it.
 
     With ``as_feeds``, the tables are also written as department feeds under
-    ``feeds/`` (see ``warning.simulate.feeds``).
+    ``feeds/`` (see ``warning.simulate.feeds``); ``feed_part`` makes them one
+    part of a larger delivery (``warning.simulate.feeds.write_feeds``).
     """
     began = time.perf_counter()
     if households < 1:
@@ -179,7 +181,9 @@ def simulate(
     if as_feeds:
         from warning.simulate.feeds import write_feeds
 
-        write_feeds(out_dir, run.population, start_year, start_month_of_year, seed, file_format)
+        write_feeds(
+            out_dir, run.population, start_year, start_month_of_year, seed, file_format, part=feed_part
+        )
     causes = [str(name) for name in params.get("causes")]
     ids = run.population.household_ids
     falls = _write_truth(out_dir, "falls", file_format, run.tracker.falls, ids, run.labels, causes)

@@ -36,7 +36,7 @@ from warning.feeds.identity import (
     identity_problems,
 )
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
-from warning.feeds.pipeline import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, UNIT_ERROR
+from warning.feeds.pipeline import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, UNIT_ERROR, _Run, _unit_errors
 from warning.feeds.regions import RegionTableError
 from warning.feeds.spec import SpecError, load_department
 from warning.feeds.state import ALREADY_STORED, CORRECTED, REPLACED_IN_DELIVERY
@@ -481,6 +481,40 @@ def test_household_partition_is_stable_and_total() -> None:
         zlib.crc32(b"a1b2c3d4e5f60718") % 7,
     ]
     assert partition_of(ids, 1).tolist() == [0, 0, 0, 0]
+
+
+def _unit_flags(amounts: list[float]) -> list[bool]:
+    """Return the unit-error flags of one household's monthly business income in the urban income checks."""
+    spec = next(spec for spec in SPECS if spec.feed == "civil_affairs.income_checks")
+    months = pd.period_range("2021-01", periods=len(amounts), freq="M").strftime("%Y%m")
+    rows = pd.DataFrame(
+        {"key_0": "h1", "key_1": months, "key_2": "2", "amount": pd.Series(amounts, dtype="Float64")}
+    )
+    run = _Run(
+        delivery=1,
+        as_of=pd.Timestamp(AS_OF),
+        regions=REGIONS,
+        hasher=IdentityHasher(SECRET),
+        feeds_dir=Path("."),
+        unit_error_ratio=1000.0,
+        unit_min_rows=4,
+        unit_level_quantile=0.75,
+    )
+    flagged, _ = _unit_errors(spec, rows, None, run)
+    return flagged.tolist()
+
+
+def test_reopened_business_is_not_a_unit_error() -> None:
+    # Closed (1 yuan a month) for 23 of 36 months, trading at about 3,000 yuan in the other 13.
+    amounts = [3244.0, 3338.0, 2670.0, 3430.0] + [1.0] * 23 + [2735.0, 2180, 3122, 2543, 2284, 2972, 2318, 2689, 3099]
+    assert not any(_unit_flags(amounts))
+
+
+def test_amounts_in_the_wrong_unit_are_flagged() -> None:
+    amounts = [3000.0 + month for month in range(12)]
+    amounts[3] *= 2000
+    amounts[7] *= 10000
+    assert [index for index, flag in enumerate(_unit_flags(amounts)) if flag] == [3, 7]
 
 
 def test_store_without_layout_is_refused(simulated: Path, tmp_path: Path) -> None:

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     feed_partition_megabytes: float = Field(
         256.0, gt=0, description="delivered feed files per household partition when a feed store is created"
     )
+    feed_unit_level_quantile: float = Field(
+        0.75,
+        ge=0.5,
+        lt=1,
+        description="quantile of a person's or household's amounts taken as its usual level in the unit check",
+    )
     feed_unit_min_rows: int = Field(
         4, ge=2, description="rows a person or household needs before its amounts are checked for unit errors"
     )

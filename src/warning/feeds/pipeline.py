@@ -128,6 +128,7 @@ class _Run:
     feeds_dir: Path
     unit_error_ratio: float
     unit_min_rows: int
+    unit_level_quantile: float
     households: pd.Index = field(default_factory=lambda: pd.Index([], dtype="string"))
     members: pd.Series = field(default_factory=lambda: pd.Series(dtype="string"))
     latest_month_before: pd.Timestamp | None = None
@@ -399,13 +400,17 @@ def _value_columns(spec: ExportSpec) -> list[str]:
 def _unit_errors(
     spec: ExportSpec, rows: pd.DataFrame, state: pd.DataFrame | None, run: _Run
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flag rows whose amount is ``unit_error_ratio`` times the median of their entity or more.
+    """Flag rows whose amount is ``unit_error_ratio`` times the usual level of their entity or more.
 
     The entity is the feed key without its month or date columns (a person for
-    wages, a household and income source for household income). The median
-    is taken over the entity's stored and delivered rows, and only entities
-    with at least ``unit_min_rows`` rows are judged. Returns the flags and
-    the medians, in the order of ``rows``.
+    wages, a household and income source for household income). Its usual
+    level is a high quantile (``unit_level_quantile``, taken at a row, not
+    between rows) of the entity's stored and delivered amounts: not the
+    median, because a business closed for most months and then reopened has
+    a median near zero and would have every month of trade flagged. With the
+    upper quartile, up to a quarter of an entity's rows can be unit errors and
+    still be caught. Only entities with at least ``unit_min_rows`` rows are
+    judged. Returns the flags and the usual levels, in the order of ``rows``.
     """
     column = str(spec.unit_check)
     dated = {"month", "date"}
@@ -418,10 +423,11 @@ def _unit_errors(
     if state is not None and len(state):
         pool = pd.concat([state[entity + [column]], pool], ignore_index=True)
     grouped = pool[column].abs().groupby([pool[name] for name in entity], dropna=False)
-    stats = pd.DataFrame({"_median": grouped.median(), "_count": grouped.size()}).reset_index()
-    stats.columns = entity + ["_median", "_count"]
+    level = grouped.quantile(run.unit_level_quantile, interpolation="lower")
+    stats = pd.DataFrame({"_level": level, "_count": grouped.size()}).reset_index()
+    stats.columns = entity + ["_level", "_count"]
     joined = rows[entity + [column]].reset_index(drop=True).merge(stats, on=entity, how="left")
-    usual = joined["_median"].to_numpy(dtype="float64")
+    usual = joined["_level"].to_numpy(dtype="float64")
     judged = (joined["_count"] >= run.unit_min_rows).to_numpy() & (usual > 0)
     flagged = judged & (joined[column].abs().to_numpy(dtype="float64") >= run.unit_error_ratio * usual)
     return flagged, usual
@@ -743,6 +749,7 @@ def ingest_feeds(
         feeds_dir=feeds_dir,
         unit_error_ratio=settings.feed_unit_error_ratio,
         unit_min_rows=settings.feed_unit_min_rows,
+        unit_level_quantile=settings.feed_unit_level_quantile,
         latest_month_before=_latest_month(whole_states, specs, state_dir),
     )
     logger.info(

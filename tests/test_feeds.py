@@ -3,6 +3,7 @@ incremental deliveries, lineage, and the bad-input corpus under tests/data/bad."
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import shutil
@@ -37,6 +38,7 @@ from warning.feeds.identity import (
 )
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
 from warning.feeds.pipeline import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, UNIT_ERROR, _Run, _unit_errors
+from warning.feeds.read import iter_feed_file, read_feed_file
 from warning.feeds.regions import RegionTableError
 from warning.feeds.spec import SpecError, load_department
 from warning.feeds.state import ALREADY_STORED, CORRECTED, REPLACED_IN_DELIVERY
@@ -499,6 +501,7 @@ def _unit_flags(amounts: list[float]) -> list[bool]:
         unit_error_ratio=1000.0,
         unit_min_rows=4,
         unit_level_quantile=0.75,
+        block_bytes=2**20,
     )
     flagged, _ = _unit_errors(spec, rows, None, run)
     return flagged.tolist()
@@ -515,6 +518,46 @@ def test_amounts_in_the_wrong_unit_are_flagged() -> None:
     amounts[3] *= 2000
     amounts[7] *= 10000
     assert [index for index, flag in enumerate(_unit_flags(amounts)) if flag] == [3, 7]
+
+
+def test_file_read_in_blocks_keeps_row_numbers(tmp_path: Path) -> None:
+    lines = ["身份证号,所属年月,应发工资"]
+    for row in range(1, 301):
+        if row == 50:
+            lines.append("only,two")
+        elif row == 120:
+            lines.append("")
+        elif row == 200:
+            lines.append(f'{STANDARD_EXAMPLE},202301,"12\n34"')
+        else:
+            lines.append(f"{STANDARD_EXAMPLE},202301,{row}")
+    path = tmp_path / "hrss_wages.csv"
+    path.write_bytes(codecs.BOM_UTF8 + ("\n".join(lines) + "\n").encode("utf-8"))
+
+    blocks = list(iter_feed_file(path, "hrss.wages", block_bytes=1000))
+    whole = read_feed_file(path, "hrss.wages")
+
+    assert len(blocks) > 5
+    assert whole.encoding == "utf-8-sig"
+    assert list(whole.frame.columns) == ["身份证号", "所属年月", "应发工资"]
+    # A blank line stays a row, so that the checks quarantine it as empty; a short line is malformed.
+    assert whole.frame.index.tolist() == [row for row in range(1, 301) if row != 50]
+    assert whole.frame.loc[120].isna().all()
+    assert whole.frame.loc[299, "应发工资"] == "299"
+    assert whole.frame.loc[200, "应发工资"] == "12\n34"
+    assert whole.malformed == [(50, "only,two")]
+    assert sum(block.rows_read for block in blocks) == 300
+    assert pd.concat([block.frame for block in blocks]).equals(whole.frame)
+
+
+def test_small_read_blocks_give_the_same_store(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    report = _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_block_megabytes=0.01))
+    assert report.totals == feed_store[1].totals
+    for name in TABLES:
+        _same_rows(pd.read_parquet(store / f"{name}.parquet"), pd.read_parquet(feed_store[0] / f"{name}.parquet"))
 
 
 def test_store_without_layout_is_refused(simulated: Path, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ from warning.feeds.partitions import (
     read_part,
     write_part,
 )
-from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, read_feed_file
+from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, iter_feed_file
 from warning.feeds.regions import RegionCodes
 from warning.feeds.report import FeedCounts, FeedReport, FileReport
 from warning.feeds.spec import ExportSpec, load_specs
@@ -129,6 +129,7 @@ class _Run:
     unit_error_ratio: float
     unit_min_rows: int
     unit_level_quantile: float
+    block_bytes: int
     households: pd.Index = field(default_factory=lambda: pd.Index([], dtype="string"))
     members: pd.Series = field(default_factory=lambda: pd.Series(dtype="string"))
     latest_month_before: pd.Timestamp | None = None
@@ -223,14 +224,10 @@ def _check_file(
 ) -> tuple[dict[str, pd.Series], pd.DataFrame]:
     """Parse the declared columns of one file; return typed columns and the problems of its rows."""
     frame = feed_file.frame
-    report.dropped_columns = [name for name in frame.columns if name not in spec.columns]
-    if report.dropped_columns:
-        logger.warning(
-            "Ignored columns %s of %s: feed %s does not declare them",
-            report.dropped_columns,
-            feed_file.path,
-            spec.feed,
-        )
+    dropped = [name for name in frame.columns if name not in spec.columns]
+    if dropped and not report.dropped_columns:
+        logger.warning("Ignored columns %s of %s: feed %s does not declare them", dropped, feed_file.path, spec.feed)
+    report.dropped_columns = dropped
     absent = [name for name in spec.columns if name not in frame.columns]
     report.missing_columns = [name for name in absent if not spec.columns[name].optional]
     parts = [
@@ -455,7 +452,6 @@ def _read_export(
     result = _ExportResult(spec, FeedCounts(feed=spec.feed, files=[path.name for path in paths]), files=[])
     rejected_parts: list[pd.DataFrame] = []
     row_parts: list[pd.DataFrame] = []
-    values = _value_columns(spec)
     for position, path in enumerate(paths):
         report = FileReport(file=path.name, feed=spec.feed, status="read", sha256=_sha256(path))
         result.files.append(report)
@@ -470,42 +466,17 @@ def _read_export(
             )
             continue
         try:
-            feed_file = read_feed_file(path, spec.feed)
+            read = _read_file(spec, path, run, report, spill_dir, position, partitions)
         except FeedFileError as error:
             report.status = "failed"
             report.error = error.message
             logger.error("Could not read %s: %s", path, error.message)
             continue
-        report.encoding = feed_file.encoding
-        report.rows = feed_file.rows_read
-        result.counts.read += feed_file.rows_read
-        frame = feed_file.frame
-        typed, problems = _check_file(spec, feed_file, run, report)
-        clean = ~frame.index.isin(problems["row"])
-        mapped, link_problems, linked = _link(spec, typed, frame, run)
-        result.counts.linked += int((linked & clean).sum())
-        problems = pd.concat(
-            [problems, link_problems[link_problems["row"].isin(frame.index[clean])]], ignore_index=True
-        )
-        clean = ~frame.index.isin(problems["row"])
-        if spec.role == "members":
-            rows = pd.DataFrame({name: mapped[name] for name in values}, index=frame.index)
-        else:
-            rows = _contract_frame(spec, mapped, frame.index)
-            contract_problems = _contract_problems(spec, rows[clean], frame)
-            problems = pd.concat([problems, contract_problems], ignore_index=True)
-        clean = ~frame.index.isin(problems["row"])
-        rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
-        rows = rows.assign(_delivery=run.delivery, _file=path.name, _row=rows.index.to_numpy(dtype="int64"))
-        if spill_dir is None:
-            row_parts.append(rows)
-        else:
-            _spill(rows.reset_index(drop=True), spill_dir, position, partitions)
-        result.problem_parts.append(problems.assign(feed=spec.feed, file=path.name))
-        if len(problems):
-            bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
-            rejected_parts.append(_rejected_rows(spec, feed_file, bad_rows))
-        del feed_file, frame, typed, mapped, rows
+        result.counts.read += read.rows
+        result.counts.linked += read.linked
+        result.problem_parts.extend(read.problems)
+        rejected_parts.extend(read.rejected)
+        row_parts.extend(read.kept)
     if row_parts:
         result.delivered = pd.concat(row_parts, ignore_index=True)
     if rejected_parts:
@@ -513,13 +484,79 @@ def _read_export(
     return result
 
 
-def _spill(rows: pd.DataFrame, spill_dir: Path, position: int, partitions: int) -> None:
-    """Write one file's checked rows to ``spill_dir/part-NNNN/<position>.parquet``, by household partition."""
+@dataclass
+class _FileRows:
+    """What reading one delivered file gave: rows read and linked, problems, rejected rows, checked rows."""
+
+    rows: int = 0
+    linked: int = 0
+    problems: list[pd.DataFrame] = field(default_factory=list)
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    kept: list[pd.DataFrame] = field(default_factory=list)
+
+
+def _read_file(
+    spec: ExportSpec,
+    path: Path,
+    run: _Run,
+    report: FileReport,
+    spill_dir: Path | None,
+    position: int,
+    partitions: int,
+) -> _FileRows:
+    """Read, check and link one file block by block; checked rows are spilled or returned in ``kept``.
+
+    Raises ``FeedFileError`` for a problem with the whole file, after removing
+    what its earlier blocks spilled, so that a file is taken whole or not at all.
+    """
+    read = _FileRows()
+    values = _value_columns(spec)
+    try:
+        for block, feed_file in enumerate(iter_feed_file(path, spec.feed, run.block_bytes)):
+            report.encoding = feed_file.encoding
+            read.rows += feed_file.rows_read
+            frame = feed_file.frame
+            typed, problems = _check_file(spec, feed_file, run, report)
+            clean = ~frame.index.isin(problems["row"])
+            mapped, link_problems, linked = _link(spec, typed, frame, run)
+            read.linked += int((linked & clean).sum())
+            problems = pd.concat(
+                [problems, link_problems[link_problems["row"].isin(frame.index[clean])]], ignore_index=True
+            )
+            clean = ~frame.index.isin(problems["row"])
+            if spec.role == "members":
+                rows = pd.DataFrame({name: mapped[name] for name in values}, index=frame.index)
+            else:
+                rows = _contract_frame(spec, mapped, frame.index)
+                contract_problems = _contract_problems(spec, rows[clean], frame)
+                problems = pd.concat([problems, contract_problems], ignore_index=True)
+            clean = ~frame.index.isin(problems["row"])
+            rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
+            rows = rows.assign(_delivery=run.delivery, _file=path.name, _row=rows.index.to_numpy(dtype="int64"))
+            if spill_dir is None:
+                read.kept.append(rows)
+            else:
+                _spill(rows.reset_index(drop=True), spill_dir, f"{position:06d}-{block:06d}", partitions)
+            read.problems.append(problems.assign(feed=spec.feed, file=path.name))
+            if len(problems):
+                bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
+                read.rejected.append(_rejected_rows(spec, feed_file, bad_rows))
+    except FeedFileError:
+        if spill_dir is not None:
+            for spilled in spill_dir.glob(f"part-*/{position:06d}-*.parquet"):
+                spilled.unlink()
+        raise
+    report.rows = read.rows
+    return read
+
+
+def _spill(rows: pd.DataFrame, spill_dir: Path, name: str, partitions: int) -> None:
+    """Write one block's checked rows to ``spill_dir/part-NNNN/<name>.parquet``, by household partition."""
     parts = partition_of(rows["household_id"], partitions)
     for part in np.unique(parts):
         folder = spill_dir / f"part-{part:04d}"
         folder.mkdir(parents=True, exist_ok=True)
-        rows[parts == part].to_parquet(folder / f"{position:06d}.parquet", index=False)
+        rows[parts == part].to_parquet(folder / f"{name}.parquet", index=False)
 
 
 def _read_spilled(spill_dir: Path, part: int) -> pd.DataFrame | None:
@@ -750,6 +787,7 @@ def ingest_feeds(
         unit_error_ratio=settings.feed_unit_error_ratio,
         unit_min_rows=settings.feed_unit_min_rows,
         unit_level_quantile=settings.feed_unit_level_quantile,
+        block_bytes=int(settings.feed_block_megabytes * 2**20),
         latest_month_before=_latest_month(whole_states, specs, state_dir),
     )
     logger.info(

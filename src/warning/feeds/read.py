@@ -16,6 +16,7 @@ import codecs
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from warning.feeds.identity import mask_identities_in_text
 logger = logging.getLogger(__name__)
 
 MALFORMED_ROW = "wrong number of fields"
+# Rows are read in blocks of about this many bytes of text.
+DEFAULT_BLOCK_BYTES = 64 * 2**20
+_CHECK_BLOCK_BYTES = 16 * 2**20
 
 
 class FeedFileError(Exception):
@@ -58,36 +62,76 @@ class FeedFile:
         return len(self.frame) + len(self.malformed)
 
 
-def _decode(path: Path, feed: str) -> tuple[bytes, str]:
-    """Return the file as UTF-8 bytes and the name of the encoding it was in."""
-    data = path.read_bytes()
+def _encoding(path: Path, feed: str) -> str:
+    """Return the encoding of a CSV file (``utf-8``, ``utf-8-sig`` or ``gb18030``), checking it block by block."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    lines = 0
+    with path.open("rb") as handle:
+        first = handle.read(len(codecs.BOM_UTF8))
+        handle.seek(0)
+        while block := handle.read(_CHECK_BLOCK_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as utf8_error:
+                bad_byte = offset + utf8_error.start
+                line = lines + block[: utf8_error.start].count(b"\n") + 1
+                break
+            offset += len(block)
+            lines += block.count(b"\n")
+        else:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as utf8_error:
+                bad_byte, line = offset + utf8_error.start, lines + 1
+            else:
+                return "utf-8-sig" if first == codecs.BOM_UTF8 else "utf-8"
+    gbk = codecs.getincrementaldecoder("gb18030")()
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as utf8_error:
-        try:
-            text = data.decode("gb18030")
-        except UnicodeDecodeError:
-            line = data[: utf8_error.start].count(b"\n") + 1
-            raise FeedFileError(
-                feed,
-                path,
-                f"not valid UTF-8 or GBK: byte {utf8_error.start} (line {line}) cannot be decoded; "
-                "export the file as UTF-8",
-            ) from utf8_error
-        logger.warning("Decoded %s as GB18030 (GBK), because it is not valid UTF-8", path)
-        return text.encode("utf-8"), "gb18030"
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :], "utf-8-sig"
-    return data, "utf-8"
+        with path.open("rb") as handle:
+            while block := handle.read(_CHECK_BLOCK_BYTES):
+                gbk.decode(block)
+        gbk.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise FeedFileError(
+            feed,
+            path,
+            f"not valid UTF-8 or GBK: byte {bad_byte} (line {line}) cannot be decoded; export the file as UTF-8",
+        ) from error
+    logger.warning("Decoding %s as GB18030 (GBK), because it is not valid UTF-8", path)
+    return "gb18030"
 
 
-def _read_csv(path: Path, feed: str) -> FeedFile:
-    data, encoding = _decode(path, feed)
-    if not data.strip():
+def _header(path: Path, feed: str, encoding: str) -> list[str]:
+    """Return the header's column names; raise ``FeedFileError`` when the file or its first line is blank."""
+    with path.open("r", encoding=encoding, newline="") as handle:
+        first_line = handle.readline()
+        rest = first_line.strip() or handle.read(_CHECK_BLOCK_BYTES).strip()
+    if not rest:
         raise FeedFileError(feed, path, "the file is empty")
-    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8"))), [])
+    header = next(csv.reader(io.StringIO(first_line)), [])
     if not any(name.strip() for name in header):
         raise FeedFileError(feed, path, "the first line is blank; expected the header row")
+    return header
+
+
+def _data_rows(ordinals: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+    """Return the data row number of each good row, given by its ordinal among good rows (from 1).
+
+    A good row's number is its ordinal plus the skipped rows before it, so it is
+    the ordinal-th positive number not in ``skipped`` (sorted).
+    """
+    rows = ordinals.copy()
+    while True:
+        moved = ordinals + np.searchsorted(skipped, rows, side="right")
+        if np.array_equal(moved, rows):
+            return rows
+        rows = moved
+
+
+def _iter_csv(path: Path, feed: str, block_bytes: int) -> Iterator[FeedFile]:
+    encoding = _encoding(path, feed)
+    header = _header(path, feed, encoding)
     skipped: list[int] = []
     malformed: list[tuple[int, str]] = []
 
@@ -100,9 +144,11 @@ def _read_csv(path: Path, feed: str) -> FeedFile:
         return "skip"
 
     try:
-        table = pcsv.read_csv(
-            io.BytesIO(data),
-            read_options=pcsv.ReadOptions(use_threads=False),
+        reader = pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(
+                use_threads=False, block_size=block_bytes, encoding="utf8" if encoding != "gb18030" else encoding
+            ),
             parse_options=pcsv.ParseOptions(
                 invalid_row_handler=handle_invalid_row, newlines_in_values=True, ignore_empty_lines=False
             ),
@@ -111,28 +157,54 @@ def _read_csv(path: Path, feed: str) -> FeedFile:
                 strings_can_be_null=False,
             ),
         )
+        names = [name.strip() for name in reader.schema.names]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise FeedFileError(feed, path, f"column names repeated in the header: {repeated}")
+        good = 0
+        reported = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            frame = _text_frame(pa.Table.from_batches([batch]).rename_columns(names))
+            ordinals = np.arange(good + 1, good + len(frame) + 1, dtype="int64")
+            frame.index = pd.Index(_data_rows(ordinals, np.sort(np.array(skipped, dtype="int64"))), name="row")
+            good += len(frame)
+            last = int(frame.index[-1]) if len(frame) else 0
+            # Malformed lines before this block's last row belong to it; later ones to the next block.
+            own = [entry for entry in malformed[reported:] if entry[0] <= last]
+            reported += len(own)
+            yield FeedFile(feed, path, frame, encoding, own)
     except pa.ArrowInvalid as error:
         raise FeedFileError(feed, path, f"could not read as CSV: {error}") from error
-    names = [name.strip() for name in table.column_names]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise FeedFileError(feed, path, f"column names repeated in the header: {repeated}")
-    frame = _text_frame(table.rename_columns(names))
-    total = len(frame) + len(skipped)
-    is_data = np.ones(total, dtype=bool)
-    is_data[[row - 1 for row in skipped if row >= 1]] = False
-    frame.index = pd.Index(np.arange(1, total + 1, dtype="int64")[is_data], name="row")
-    return FeedFile(feed, path, frame, encoding, malformed)
+    if reported < len(malformed) or good == 0:
+        empty = pd.DataFrame({name: pd.Series(dtype="string") for name in names})
+        empty.index = pd.Index([], dtype="int64", name="row")
+        yield FeedFile(feed, path, empty, encoding, malformed[reported:])
 
 
-def _read_parquet(path: Path, feed: str) -> FeedFile:
+def _iter_parquet(path: Path, feed: str, block_bytes: int) -> Iterator[FeedFile]:
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        rows_per_batch = max(1, block_bytes // max(1, parquet.metadata.num_columns * 16))
+        start = 1
+        batches = parquet.iter_batches(batch_size=rows_per_batch)
+        names = [name.strip() for name in parquet.schema_arrow.names]
+        first = True
+        for batch in batches:
+            frame = _text_frame(pa.Table.from_batches([batch]).rename_columns(names))
+            frame.index = pd.Index(np.arange(start, start + len(frame), dtype="int64"), name="row")
+            start += len(frame)
+            first = False
+            yield FeedFile(feed, path, frame, "parquet")
+        if first:
+            frame = _text_frame(parquet.schema_arrow.empty_table().rename_columns(names))
+            frame.index = pd.Index([], dtype="int64", name="row")
+            yield FeedFile(feed, path, frame, "parquet")
     except (pa.ArrowException, OSError) as error:
         raise FeedFileError(feed, path, f"could not read as Parquet: {error}") from error
-    frame = _text_frame(table.rename_columns([name.strip() for name in table.column_names]))
-    frame.index = pd.Index(np.arange(1, len(frame) + 1, dtype="int64"), name="row")
-    return FeedFile(feed, path, frame, "parquet")
 
 
 def _text_frame(table: pa.Table) -> pd.DataFrame:
@@ -156,13 +228,26 @@ def _text_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def read_feed_file(path: Path, feed: str) -> FeedFile:
-    """Read one delivered file; raises ``FeedFileError`` for a problem with the whole file."""
+def iter_feed_file(path: Path, feed: str, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Iterator[FeedFile]:
+    """Read one delivered file in blocks of about ``block_bytes``, so that a file of any size fits in memory.
+
+    Each block keeps the file's row numbers. Raises ``FeedFileError`` for a
+    problem with the whole file, before the first block when it can be seen
+    from the start (empty file, blank header, bad encoding, repeated names).
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         raise FeedFileError(feed, path, "the file is empty")
     if path.suffix.lower() == ".parquet":
-        return _read_parquet(path, feed)
+        return _iter_parquet(path, feed, block_bytes)
     if path.suffix.lower() in (".csv", ".txt"):
-        return _read_csv(path, feed)
+        return _iter_csv(path, feed, block_bytes)
     raise FeedFileError(feed, path, f"unsupported file type {path.suffix!r}; deliver .csv or .parquet")
+
+
+def read_feed_file(path: Path, feed: str) -> FeedFile:
+    """Read one delivered file whole; raises ``FeedFileError`` for a problem with the whole file."""
+    blocks = list(iter_feed_file(path, feed))
+    frame = pd.concat([block.frame for block in blocks])
+    malformed = [entry for block in blocks for entry in block.malformed]
+    return FeedFile(feed, Path(path), frame, blocks[0].encoding, malformed)

@@ -2,12 +2,20 @@
 
 Each size runs in its own process, so that its peak memory (max RSS) is its own:
 
-    python -m benchmarks.ingest_feeds --households 100000 250000 --months 36
+    python -m benchmarks.ingest_feeds --households 25000 100000 --months 36
 
-Data is generated in a temporary folder and removed afterwards. The run
-prints one line per size and a linear extrapolation in feed rows to the
-largest size asked for with ``--extrapolate-to``. This is a measurement,
-not a test.
+Data is generated in a temporary folder and removed afterwards. Sizes above
+``--households-per-part`` are simulated in parts (``simulate_feeds``). To
+time a large size without simulating it in the same process, generate it
+once and ingest it with ``--data``; ``--then`` ingests a second delivery
+into the same store afterwards, such as the last month split off with
+``--split-month``:
+
+    python -m benchmarks.ingest_feeds --generate /data/1m --households 1000000
+    python -m benchmarks.ingest_feeds --split-month 2023-12 /data/1m/feeds /data/first /data/last
+    python -m benchmarks.ingest_feeds --households 1000000 --data /data/first --then /data/last
+
+This is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -58,8 +66,41 @@ def simulate_feeds(folder: Path, households: int, months: int, file_format: str,
     return feeds
 
 
+def split_month(feeds: Path, month: str, first: Path, second: Path) -> None:
+    """Copy a delivery into two: rows of months before ``month`` (and undated rows), and rows of ``month``.
+
+    Monthly tables (income, claims, assistance, events) are split by their
+    month or date column; the other exports go whole into the first delivery.
+    """
+    import pandas as pd
+
+    from warning.feeds import load_specs
+
+    specs = load_specs()
+    first.mkdir(parents=True, exist_ok=True)
+    second.mkdir(parents=True, exist_ok=True)
+    for path in sorted(feeds.iterdir()):
+        spec = next(spec for spec in specs if spec.matches(path.name))
+        dated = [name for name in spec.key if spec.columns[name].type in ("month", "date")]
+        if not dated or spec.target not in ("income", "medical_claims", "assistance", "events"):
+            shutil.copy(path, first / path.name)
+            continue
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+        column = spec.columns[dated[0]]
+        months = pd.to_datetime(rows[column.name], format=str(column.format)).dt.strftime("%Y-%m")
+        rows[months < month].to_csv(first / path.name, index=False)
+        rows[months == month].to_csv(second / path.name, index=False)
+        print(f"split {path.name}", file=sys.stderr, flush=True)
+
+
 def measure(
-    households: int, months: int, file_format: str, keep: Path | None, parts: int, data: Path | None
+    households: int,
+    months: int,
+    file_format: str,
+    keep: Path | None,
+    parts: int,
+    data: Path | None,
+    then: Path | None = None,
 ) -> dict[str, object]:
     """Simulate one size as feeds (or reuse ``data``), ingest it, and return timings, rows and peak memory."""
     from warning.feeds import ingest_feeds
@@ -74,6 +115,18 @@ def measure(
         report = ingest_feeds(feeds, folder / "store", secret=SECRET, as_of="2024-12-31")
         ingested = time.perf_counter() - began
         store_bytes = sum(path.stat().st_size for path in (folder / "store").rglob("*") if path.is_file())
+        layout = json.loads((folder / "store" / "feeds" / "layout.json").read_text(encoding="utf-8"))
+        following: dict[str, object] = {}
+        if then is not None:
+            began = time.perf_counter()
+            second = ingest_feeds(then, folder / "store", secret=SECRET, as_of="2024-12-31")
+            following = {
+                "then_feed_rows": second.totals["read"],
+                "then_kept": second.totals["kept"],
+                "then_corrected": second.totals["corrected"],
+                "then_rescore_households": second.rescore_households,
+                "then_ingest_seconds": round(time.perf_counter() - began, 1),
+            }
         totals = report.totals
         slowest = sorted(report.feeds.values(), key=lambda counts: counts.read, reverse=True)[:3]
         return {
@@ -84,6 +137,7 @@ def measure(
             "kept": totals["kept"],
             "quarantined": totals["quarantined"],
             "parts": parts,
+            "partitions": layout["partitions"],
             "simulate_seconds": round(simulated, 1) if data is None else None,
             "ingest_seconds": round(ingested, 1),
             "rows_per_second": round(totals["read"] / ingested),
@@ -91,6 +145,7 @@ def measure(
             "store_megabytes": round(store_bytes / 2**20),
             "largest_feeds": {counts.feed: counts.read for counts in slowest},
             "store_rows": report.store_rows,
+            **following,
             "max_rss_gigabytes": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         }
     finally:
@@ -101,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--households", type=int, nargs="+", default=[100_000, 250_000])
+    parser.add_argument("--households", type=int, nargs="+", default=[25_000, 100_000])
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument(
         "--format", choices=("csv", "parquet"), default="csv", help="file format of the feeds"
@@ -119,6 +174,16 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=None, help="ingest the feeds in this folder instead of simulating them"
     )
+    parser.add_argument(
+        "--then", type=Path, default=None, help="ingest the feeds in this folder as a second delivery"
+    )
+    parser.add_argument(
+        "--split-month",
+        nargs=4,
+        metavar=("MONTH", "FEEDS", "FIRST", "SECOND"),
+        default=None,
+        help="split the delivery in FEEDS into FIRST (before MONTH, YYYY-MM) and SECOND (MONTH) and stop",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON lines here")
     args = parser.parse_args()
@@ -127,13 +192,19 @@ def main() -> None:
     def parts_of(households: int) -> int:
         return max(1, -(-households // args.households_per_part))
 
+    if args.split_month is not None:
+        month, feeds, first, second = args.split_month
+        split_month(Path(feeds), month, Path(first), Path(second))
+        return
     if args.generate is not None:
         households = args.households[0]
         simulate_feeds(args.generate, households, args.months, args.format, parts_of(households))
         return
     if args.one:
         households = args.households[0]
-        result = measure(households, args.months, args.format, args.temp_dir, parts_of(households), args.data)
+        result = measure(
+            households, args.months, args.format, args.temp_dir, parts_of(households), args.data, args.then
+        )
         print(json.dumps(result))
         return
     results = []
@@ -156,6 +227,8 @@ def main() -> None:
             command += ["--temp-dir", str(args.temp_dir)]
         if args.data is not None:
             command += ["--data", str(args.data)]
+        if args.then is not None:
+            command += ["--then", str(args.then)]
         output = subprocess.run(
             command, check=True, stdout=subprocess.PIPE, text=True, env=os.environ.copy()
         ).stdout

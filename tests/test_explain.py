@@ -163,7 +163,8 @@ def test_explanations_carry_measures_from_file(trained: tuple) -> None:
         for rank, cause in enumerate(explanation.causes, start=1):
             assert cause.group == row[f"cause_{rank}"]
             assert cause.contribution > 0
-            assert cause.measures == tuple(raw[cause.group]["measures"])
+            names = [item if isinstance(item, str) else item["name"] for item in raw[cause.group]["measures"]]
+            assert cause.measures == tuple(names)
             assert cause.label == raw[cause.group]["label"]
         measures = [measure for cause in explanation.causes for measure in cause.measures]
         assert explanation.measures == list(dict.fromkeys(measures))

@@ -10,7 +10,6 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from sqlalchemy import create_engine, func, inspect, select
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,8 +23,10 @@ from warning.features import build_features, load_catalogue, training_cutoffs  #
 from warning.labels import ALL_TARGETS, TARGETS, formerly_poor  # noqa: E402
 from warning.panel import Panel  # noqa: E402
 from warning.score import SCORES, assign_bands, display_url, score  # noqa: E402
+from warning.score.compute import _cause_lists, eligible_measures  # noqa: E402
 from warning.settings import Settings  # noqa: E402
 from warning.store import Store  # noqa: E402
+from warning.train.cause_groups import load_cause_groups, measure_conditions  # noqa: E402
 
 BANDS = {"high": 0.5, "medium": 0.2, "low": 0.0}
 
@@ -49,13 +50,14 @@ def train_test_bundle(store: Store, folder: Path, version: str = "test-1", seed:
         labels = (low_income ^ (rng.random(len(matrix)) < 0.2)).astype(int)
         dataset = lgb.Dataset(matrix, labels, feature_name=catalogue.feature_names)
         models[target] = TargetModel(target=target, booster=lgb.train(parameters, dataset, num_boost_round=15))
-    groups = yaml.safe_load(settings.cause_groups_path.read_text(encoding="utf-8"))
+    groups = load_cause_groups(settings.cause_groups_path)
     bundle = ModelBundle(
         version=version,
         feature_names=catalogue.feature_names,
         cause_group_of=catalogue.cause_group_of,
-        measures={group: entry["measures"] for group, entry in groups.items()},
-        cause_labels={group: entry["label"] for group, entry in groups.items()},
+        measures={name: list(group.measures) for name, group in groups.items()},
+        cause_labels={name: group.label for name, group in groups.items()},
+        measure_conditions=measure_conditions(groups),
         models=models,
         lines=store.table("poverty_lines"),
         period=store.info.period,
@@ -144,18 +146,49 @@ def test_score_top_causes_and_measures(store: Store, bundle: ModelBundle, settin
 
     causes = rows["top_causes"].map(json.loads)
     measures = rows["measures"].map(json.loads)
+    households = store.table("households").set_index("household_id").loc[rows["household_id"]]
+    eligible = eligible_measures(bundle.measure_conditions, households)
     assert causes.map(len).max() == 3
-    for row_causes, row_measures in zip(causes, measures):
+    for position, (row_causes, row_measures) in enumerate(zip(causes, measures)):
         contributions = [cause["contribution"] for cause in row_causes]
         assert contributions == sorted(contributions, reverse=True)
         assert all(value > 0 for value in contributions)
         assert sum(cause["share"] for cause in row_causes) <= 1.0 + 1e-3
         expected_measures = []
         for cause in row_causes:
-            assert cause["measures"] == bundle.measures[cause["group"]]
+            offered = [m for m in bundle.measures[cause["group"]] if m not in eligible or eligible[m][position]]
+            assert cause["measures"] == offered
             assert cause["label"]
             expected_measures.extend(m for m in cause["measures"] if m not in expected_measures)
         assert row_measures == expected_measures
+
+
+def test_measures_follow_household_conditions() -> None:
+    households = pd.DataFrame(
+        {"elderly": [0, 2], "labour_capable": [1, 0], "urban_rural": pd.Categorical(["urban", "rural"])}
+    )
+    conditions = {"elderly_care_subsidy": "elderly > 0", "agricultural_insurance": "urban_rural == 'rural'"}
+    assert eligible_measures(conditions, households) == {
+        "elderly_care_subsidy": [False, True],
+        "agricultural_insurance": [False, True],
+    }
+
+
+def test_cause_lists_offer_only_eligible_measures(bundle: ModelBundle) -> None:
+    explanations = pd.DataFrame(
+        {
+            "cause_1": ["lack_of_labour", "lack_of_labour"],
+            "cause_1_contribution": [0.5, 0.5],
+            "cause_1_share": [1.0, 1.0],
+        }
+    )
+    eligible = {"elderly_care_subsidy": [False, True], "public_welfare_post": [True, False]}
+    causes, measures = _cause_lists(explanations, bundle, top=1, eligible=eligible)
+    assert measures == [
+        ["minimum_living_allowance", "public_welfare_post"],
+        ["minimum_living_allowance", "elderly_care_subsidy"],
+    ]
+    assert causes[0][0]["measures"] == measures[0]
 
 
 def test_score_twice_is_idempotent(store: Store, bundle: ModelBundle, settings: Settings) -> None:

@@ -143,6 +143,8 @@ class ModelBundle:
     # scoring computes the same features after the catalogue file changes.
     catalogue_text: str = ""
     shared_groups: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Measure -> condition on the households table that a household must meet to be offered it.
+    measure_conditions: dict[str, str] = field(default_factory=dict)
 
     @property
     def targets(self) -> list[str]:
@@ -180,6 +182,7 @@ class ModelBundle:
             "training": self.training,
             "income_loss_features": self.income_loss_features,
             "shared_groups": self.shared_groups,
+            "measure_conditions": self.measure_conditions,
         }
         (folder / "bundle.json").write_text(json.dumps(body, indent=2, ensure_ascii=False))
         logger.info("Saved model bundle %s with targets %s to %s", self.version, self.targets, folder)
@@ -211,6 +214,7 @@ class ModelBundle:
             training=body.get("training", {}),
             income_loss_features=body.get("income_loss_features", {}),
             shared_groups=body.get("shared_groups", {}),
+            measure_conditions=body.get("measure_conditions", {}),
             catalogue_text=(folder / "catalogue.yaml").read_text(encoding="utf-8")
             if (folder / "catalogue.yaml").exists()
             else "",

@@ -14,6 +14,7 @@ import pandas as pd
 from warning.bundle import ModelBundle
 from warning.explain import explain_frame
 from warning.features import Catalogue, build_features
+from warning.features.build import evaluate_expression
 from warning.labels import ALL_TARGETS, HARDSHIP, TARGETS, formerly_poor
 from warning.panel import Panel, month_start
 
@@ -52,16 +53,30 @@ def assign_bands(probability: np.ndarray, thresholds: dict[str, float]) -> np.nd
     return bands
 
 
+def eligible_measures(conditions: dict[str, str], households: pd.DataFrame) -> dict[str, list[bool]]:
+    """Return, for each measure with a condition, whether each household (row) meets it."""
+    return {
+        measure: (evaluate_expression(condition, households) == 1.0).tolist()
+        for measure, condition in conditions.items()
+    }
+
+
 def _cause_lists(
-    explanations: pd.DataFrame, bundle: ModelBundle, top: int, min_share: float = 0.0
+    explanations: pd.DataFrame,
+    bundle: ModelBundle,
+    top: int,
+    min_share: float = 0.0,
+    eligible: dict[str, list[bool]] | None = None,
 ) -> tuple[list[list[dict[str, object]]], list[list[str]]]:
     """Turn ``explain_frame`` output into each row's cause dicts and the measures of those causes.
 
     The first cause is always listed. A later one is listed only when its
     share of the risk is at least ``min_share``, so that a minor cause does not
-    add its measures to a household's list. A row's measures keep cause order and
-    drop repeats.
+    add its measures to a household's list. A measure in ``eligible`` is
+    offered only to the rows that meet its condition (no elderly-care subsidy
+    where nobody is elderly). A row's measures keep cause order and drop repeats.
     """
+    eligible = eligible or {}
     labels = bundle.cause_labels
     ranks = range(1, top + 1)
     # Lists make the per-row loop below several times faster than indexing the frame.
@@ -83,7 +98,11 @@ def _cause_lists(
             group = groups[rank][row]
             if group is None or (rank > 0 and not shares[rank][row] >= min_share):
                 break
-            group_measures = list(bundle.measures.get(group, []))
+            group_measures = [
+                measure
+                for measure in bundle.measures.get(group, [])
+                if measure not in eligible or eligible[measure][row]
+            ]
             causes.append(
                 {
                     "group": group,
@@ -135,6 +154,7 @@ def score_panel(
     probability = np.where(former, probabilities[RELAPSE], probabilities[NEW_POVERTY])
     below = panel.below_line()[positions, cutoff]
 
+    households = panel.households.iloc[positions]
     causes: list[list[dict[str, object]]] = [[] for _ in range(len(features))]
     measures: list[list[str]] = [[] for _ in range(len(features))]
     for name in TARGETS:
@@ -150,12 +170,12 @@ def score_panel(
             )
             continue
         explanations = explain_frame(bundle, name, matrix[rows], top=top, num_threads=num_threads)
-        target_causes, target_measures = _cause_lists(explanations, bundle, top, min_cause_share)
+        eligible = eligible_measures(bundle.measure_conditions, households.iloc[rows])
+        target_causes, target_measures = _cause_lists(explanations, bundle, top, min_cause_share, eligible)
         for row, row_causes, row_measures in zip(rows, target_causes, target_measures):
             causes[row] = row_causes
             measures[row] = row_measures
 
-    households = panel.households.iloc[positions]
     township = households["township_code"].astype(object)
     cutoff_date = month_start(panel.cutoff_months(cutoffs))[0].date()
     frame = pd.DataFrame(

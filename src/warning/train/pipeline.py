@@ -41,7 +41,7 @@ from warning.registry.aliases import (
 from warning.settings import Settings
 from warning.store import Store
 from warning.train import tracking
-from warning.train.cause_groups import CauseGroup, load_cause_groups
+from warning.train.cause_groups import CauseGroup, load_cause_groups, measure_conditions
 from warning.train.fit import BLOCK_COLUMN, TargetFit, fit_target, lightgbm_params, share_suffix
 from warning.train.split import BLOCKS, TemporalSplit, split_cutoffs
 
@@ -252,6 +252,7 @@ def _make_bundle(
         period=store.info.period,
         metrics={target: fitted.metrics for target, fitted in fits.items()},
         cause_labels={name: group.label for name, group in groups.items()},
+        measure_conditions=measure_conditions(groups),
         training=training,
         catalogue_text=catalogue.path.read_text(encoding="utf-8"),
         income_loss_features={

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from factories import make_store  # noqa: E402
 
-from warning.bundle import Calibrator  # noqa: E402
+from warning.bundle import Calibrator, ModelBundle  # noqa: E402
 from warning.contract import DatasetInfo  # noqa: E402
 from warning.evaluate import (  # noqa: E402
     EvaluationReport,
@@ -29,6 +29,7 @@ from warning.evaluate import (  # noqa: E402
     top_per_group,
 )
 from warning.evaluate.backtest import sample_households  # noqa: E402
+from warning.evaluate.run import with_bundle_horizon  # noqa: E402
 from warning.evaluate.measures import rule_comparisons  # noqa: E402
 from warning.evaluate.tracking import headline_metrics, log_evaluation  # noqa: E402
 from warning.features import load_catalogue  # noqa: E402
@@ -450,6 +451,23 @@ def test_fit_target_uses_calibration_setting(method: str) -> None:
     assert fitted.calibration_method == method
     assert fitted.model.calibrator is not None
     assert fitted.model.calibrator.method == method
+
+
+def test_evaluation_takes_horizon_from_bundle() -> None:
+    bundle = ModelBundle(
+        version="v1",
+        feature_names=[],
+        cause_group_of={},
+        measures={},
+        models={},
+        lines=pd.DataFrame(),
+        training={"horizon_months": 24, "cutoff_step_months": 12},
+    )
+    settings = Settings(horizon_months=12, cutoff_step_months=3)
+    chosen = with_bundle_horizon(settings, bundle)
+    assert (chosen.horizon_months, chosen.cutoff_step_months) == (24, 12)
+    assert with_bundle_horizon(settings, None) is settings
+    assert settings.horizon_months == 12
 
 
 def test_sample_households_is_seeded() -> None:

@@ -290,6 +290,26 @@ def _settings_snapshot(settings: Settings) -> dict[str, object]:
     return snapshot
 
 
+def with_bundle_horizon(settings: Settings, bundle: ModelBundle | None) -> Settings:
+    """Return ``settings`` with the horizon and cut-off step the bundle was trained with, where it records them.
+
+    A backtest then asks the question the evaluated model answers (for example
+    the next survey wave within 24 months on real data) without the settings
+    having to repeat it.
+    """
+    if bundle is None:
+        return settings
+    update = {
+        name: bundle.training[name]
+        for name in ("horizon_months", "cutoff_step_months")
+        if name in bundle.training and bundle.training[name] != getattr(settings, name)
+    }
+    if not update:
+        return settings
+    logger.info("Evaluating with the settings model %s was trained with: %s", bundle.version, update)
+    return settings.model_copy(update=update)
+
+
 def evaluate(
     store: Store,
     settings: Settings,
@@ -305,6 +325,7 @@ def evaluate(
     the simulator's truth folder (or the dataset folder containing it).
     """
     started = time.perf_counter()
+    settings = with_bundle_horizon(settings, bundle)
     truth = truth_folder(truth)
     groups = load_cause_groups(settings.cause_groups_path)
     catalogue = load_catalogue(settings.catalogue_path, set(groups))

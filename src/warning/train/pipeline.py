@@ -350,6 +350,8 @@ def train(store: Store, settings: Settings) -> TrainResult:
             "dataset": store.info.name,
             "cutoffs": split.describe(),
             "embargo_months": split.embargo_months,
+            "horizon_months": settings.horizon_months,
+            "cutoff_step_months": settings.cutoff_step_months,
             "rows": rows,
             "skipped_targets": skipped,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from factories import make_store  # noqa: E402
 
 from warning.api import create_app  # noqa: E402
+from warning.api.deps import refreshed_state  # noqa: E402
 from warning.bundle import CHAMPION, load_champion, publish_champion  # noqa: E402
 from warning.cli import app  # noqa: E402
 from warning.evaluate.report import (  # noqa: E402
@@ -499,6 +501,38 @@ def test_health_shows_alias_version_after_promotion(registry: Trained) -> None:
     assert after["model_version"] == second.version
     assert after["registry_versions"] == registered_names(second)
     assert after["registry_error"] is None
+
+
+def test_running_service_loads_promoted_champion(registry: Trained) -> None:
+    settings = registry.settings.model_copy(update={"model_refresh_seconds": 0.0})
+    write_report(settings, registry.first)
+    write_report(settings, registry.second, roc_auc=0.77)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        state = app.state.service
+        assert refreshed_state(state) is None
+        promote(settings)
+        fresh = refreshed_state(state)
+        assert fresh is not None
+        assert fresh.engine is state.engine
+        app.state.service = fresh
+        body = client.get("/health").json()
+    assert body["model_version"] == registry.second.version
+    assert body["registry_versions"] == registered_names(registry.second)
+
+
+def test_service_checks_champion_in_background(registry: Trained) -> None:
+    settings = registry.settings.model_copy(update={"model_refresh_seconds": 0.05})
+    write_report(settings, registry.first)
+    write_report(settings, registry.second, roc_auc=0.77)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").json()["model_version"] == registry.first.version
+        promote(settings)
+        # Bounded wait for the background check; it runs every 0.05 s.
+        deadline = time.monotonic() + 20
+        while client.get("/health").json()["model_version"] != registry.second.version:
+            assert time.monotonic() < deadline, "the service did not load the promoted champion"
+            time.sleep(0.1)
 
 
 def test_serving_follows_alias_not_folder(registry: Trained) -> None:

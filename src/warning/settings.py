@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # MLflow 3 no longer accepts a plain folder as tracking store, so runs go to
     # SQLite inside mlruns/ and artifacts beside it.
     mlflow_tracking_uri: str = Field(f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}")
+    model_refresh_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="seconds between the API's checks for a new champion; 0 loads it only at start-up",
+    )
     registered_model_prefix: str = Field("poverty-warning", description="registry name prefix; the target is appended")
     mlflow_experiment: str = "poverty-early-warning"
     database_url: str = Field("", description="SQLAlchemy URL of the score store; empty means SQLite in work_dir")

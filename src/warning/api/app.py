@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -20,10 +21,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import warning
-from warning.api.deps import StateDep, load_service_state
+from warning.api.deps import StateDep, load_service_state, refreshed_state
 from warning.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
@@ -199,17 +201,39 @@ def _add_offline_docs(app: FastAPI) -> None:
         )
 
 
+async def _refresh_champion(app: FastAPI, interval: float) -> None:
+    """Check every ``interval`` seconds whether the champion changed, and serve the new one if so."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            fresh = await run_in_threadpool(refreshed_state, app.state.service)
+        except Exception:
+            logger.exception("Checking for a new champion failed; the loaded model stays in service")
+            continue
+        if fresh is not None:
+            app.state.service = fresh
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Create the API. The champion bundle is loaded at start-up, once per process."""
+    """Create the API. The champion is loaded at start-up and again whenever its alias moves.
+
+    With ``model_refresh_seconds`` above 0 the service checks the alias (or
+    the champion folder) that often, so a promotion takes effect without a restart.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = load_service_state(settings)
         app.state.service = state
+        refresher = None
+        if settings.model_refresh_seconds > 0:
+            refresher = asyncio.create_task(_refresh_champion(app, settings.model_refresh_seconds))
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             state.engine.dispose()
             logger.info("Service stopped; closed the connections to %s", state.database_url)
 

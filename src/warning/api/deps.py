@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,7 +13,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from warning.bundle import ModelBundle, champion_path, load_champion
-from warning.registry.aliases import ChampionSource, RegistryError, load_champion_by_alias
+from warning.registry.aliases import (
+    ChampionSource,
+    RegistryError,
+    champion_from_registry,
+    load_champion_by_alias,
+)
 from warning.features import Catalogue, catalogue_of, load_catalogue
 from warning.score import display_url, make_engine
 from warning.settings import Settings
@@ -60,8 +66,8 @@ def _load_champion(settings: Settings) -> tuple[ModelBundle, ChampionSource, str
         return bundle, source, str(error)
 
 
-def load_service_state(settings: Settings) -> ServiceState:
-    """Load the champion bundle and the feature catalogue, and create the engine.
+def load_service_state(settings: Settings, engine: Engine | None = None) -> ServiceState:
+    """Load the champion bundle and the feature catalogue, and create the engine unless one is given.
 
     The champion is the bundle that the registry's ``champion`` alias points
     at, or the champion folder without a registry. A missing or unreadable
@@ -86,7 +92,7 @@ def load_service_state(settings: Settings) -> ServiceState:
     state = ServiceState(
         settings=settings,
         catalogue=catalogue_of(bundle, settings.catalogue_path) if bundle else load_catalogue(settings.catalogue_path),
-        engine=make_engine(settings.score_database_url),
+        engine=engine if engine is not None else make_engine(settings.score_database_url),
         bundle=bundle,
         bundle_error=bundle_error,
         champion=source,
@@ -99,6 +105,43 @@ def load_service_state(settings: Settings) -> ServiceState:
         state.database_url,
     )
     return state
+
+
+def current_champion_version(settings: Settings) -> str | None:
+    """Return the bundle version the champion alias (or, without a registry, the champion folder) names now."""
+    try:
+        found = champion_from_registry(settings)
+    except RegistryError as error:
+        logger.warning("Could not read the champion alias, so the loaded model is kept: %s", error)
+        return None
+    if found is not None:
+        return found[1].bundle_version
+    manifest = champion_path(settings) / "bundle.json"
+    if not manifest.is_file():
+        return None
+    try:
+        return str(json.loads(manifest.read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError) as error:
+        logger.warning("Could not read %s, so the loaded model is kept: %s", manifest, error)
+        return None
+
+
+def refreshed_state(state: ServiceState) -> ServiceState | None:
+    """Return a new state when the champion changed since ``state`` was loaded, else None.
+
+    The new state shares the database engine. Requests read the state once,
+    so each one sees one model and its catalogue, never a mix of two.
+    """
+    version = current_champion_version(state.settings)
+    loaded = state.bundle.version if state.bundle is not None else None
+    if version is None or version == loaded:
+        return None
+    logger.info("The champion changed from %s to %s; loading it", loaded or "none", version)
+    fresh = load_service_state(state.settings, engine=state.engine)
+    if fresh.bundle is None and state.bundle is not None:
+        logger.error("Loading champion %s failed, so model %s stays in service", version, loaded)
+        return None
+    return fresh
 
 
 def get_state(request: Request) -> ServiceState:

@@ -319,7 +319,7 @@ class ChampionSource:
     run_id: str | None = None
 
 
-def _champion_from_registry(settings: Settings) -> tuple[MlflowClient, RegisteredBundle] | None:
+def champion_from_registry(settings: Settings) -> tuple[MlflowClient, RegisteredBundle] | None:
     """Return the registry client and the champion entry, or None without a registry or alias."""
     if not registry_exists(settings):
         return None
@@ -344,7 +344,7 @@ def load_champion_by_alias(settings: Settings) -> tuple[ModelBundle, ChampionSou
     RegistryError when the registry contradicts itself or cannot be read.
     """
     prefix = settings.registered_model_prefix
-    found = _champion_from_registry(settings)
+    found = champion_from_registry(settings)
     if found is None:
         logger.info(
             "No %r alias under %r in %s; loading the champion folder %s",

@@ -7,7 +7,7 @@ Each size runs in its own process, so that its peak memory (max RSS) is its own:
 Data is generated in a temporary folder and removed afterwards. Sizes above
 ``--households-per-part`` are simulated in parts (``simulate_feeds``). To
 time a large size without simulating it in the same process, generate it
-once and ingest it with ``--data``; ``--then`` ingests a second delivery
+once and ingest it with ``--data``. ``--then`` ingests a second delivery
 into the same store afterwards, such as the last month split off with
 ``--split-month``:
 
@@ -39,9 +39,10 @@ SECRET = "benchmark-only-secret-0123456789"
 def simulate_feeds(folder: Path, households: int, months: int, file_format: str, parts: int) -> Path:
     """Simulate ``households`` as one delivery of feeds in ``folder/feeds``, in ``parts`` separate runs.
 
-    A million households do not fit in one simulation, so large sizes are
-    simulated in parts with their own seeds and disjoint identity numbers,
-    each part writing its own file per export (``-partNN``).
+    A simulation holds all its households in memory (4.6 GB peak for 100,000
+    households over 36 months, measured), so large sizes are simulated in
+    parts with their own seeds and disjoint identity numbers, each part
+    writing its own file per export (``-partNN``).
     """
     from warning.simulate import simulate
 

@@ -37,7 +37,14 @@ from warning.feeds.identity import (
     identity_problems,
 )
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
-from warning.feeds.pipeline import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, UNIT_ERROR, _Run, _unit_errors
+from warning.feeds.pipeline import (
+    HEAD_NOT_IN_ROSTER,
+    NOT_IN_ROSTER,
+    UNIT_ERROR,
+    _Run,
+    _store_lock,
+    _unit_errors,
+)
 from warning.feeds.read import iter_feed_file, read_feed_file
 from warning.feeds.regions import RegionTableError
 from warning.feeds.spec import SpecError, load_department
@@ -459,6 +466,30 @@ def test_partitioned_batches_and_correction_match_one_partition(simulated: Path,
         _same_rows(pd.read_parquet(stores[3] / path), pd.read_parquet(stores[1] / path))
 
 
+def test_partition_of_household_without_income_is_built(tmp_path: Path) -> None:
+    delivery = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", delivery)
+    head = "52012319700101015" + check_character("52012319700101015")
+    with (delivery / "civil_affairs_households.csv").open("a", encoding="utf-8") as households:
+        households.write(f"{head},520123,520123101,2,1,1,0,0,0\n")
+    with (delivery / "civil_affairs_members.csv").open("a", encoding="utf-8") as members:
+        members.write(f"{head},{head},01\n")
+    stores = {}
+    for partitions in (1, 64):
+        stores[partitions] = tmp_path / f"store-{partitions}"
+        report = _ingest(delivery, stores[partitions], secret=SECRET, as_of=AS_OF, settings=Settings(feed_partitions=partitions))
+        assert report.store_rows["households"] == 4
+
+    households = pd.read_parquet(stores[64] / "households.parquet")["household_id"]
+    with_income = pd.read_parquet(stores[64] / "income.parquet")["household_id"].unique()
+    parts = dict(zip(households, partition_of(households, 64), strict=True))
+    lone = [household for household in households if household not in set(with_income)]
+    assert len(lone) == 1
+    assert parts[lone[0]] not in {parts[household] for household in with_income}
+    for name in ("households", "income", "poverty_lines"):
+        _same_rows(pd.read_parquet(stores[64] / f"{name}.parquet"), pd.read_parquet(stores[1] / f"{name}.parquet"))
+
+
 def test_partitions_are_fixed_by_the_first_delivery(simulated: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=2))
@@ -550,6 +581,22 @@ def test_file_read_in_blocks_keeps_row_numbers(tmp_path: Path) -> None:
     assert pd.concat([block.frame for block in blocks]).equals(whole.frame)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_unclosed_quote_rejects_file_whole(encoding: str, tmp_path: Path) -> None:
+    delivery = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", delivery)
+    text = "身份证号,所属年月,应发工资\n520123196503120119,202303,3400\n520123196503120119,202304,\"12\n"
+    (delivery / "hrss_wages-late.csv").write_bytes(text.encode(encoding))
+
+    report = _ingest(delivery, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+
+    [entry] = [entry for entry in report.files if entry.file == "hrss_wages-late.csv"]
+    assert entry.status == "failed"
+    assert "odd number (1) of double quotes" in str(entry.error)
+    assert report.feeds["hrss.wages"].read == VALID_COUNTS["hrss.wages"]
+    assert report.feeds["hrss.wages"].kept == VALID_COUNTS["hrss.wages"]
+
+
 def test_small_read_blocks_give_the_same_store(
     simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
 ) -> None:
@@ -558,6 +605,24 @@ def test_small_read_blocks_give_the_same_store(
     assert report.totals == feed_store[1].totals
     for name in TABLES:
         _same_rows(pd.read_parquet(store / f"{name}.parquet"), pd.read_parquet(feed_store[0] / f"{name}.parquet"))
+
+
+def test_concurrent_ingest_into_one_store_is_rejected(simulated: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "feeds").mkdir(parents=True)
+    with _store_lock(store / "feeds"):
+        with pytest.raises(FeedIngestError, match="another ingest"):
+            _ingest(simulated / "feeds", store, secret=SECRET)
+    assert _ingest(simulated / "feeds", store, secret=SECRET).changed
+
+
+def test_work_of_stopped_ingest_is_removed(simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(feed_store[0], store)
+    left = store / "feeds" / "delivery-0002-stopped"
+    (left / "delivered").mkdir(parents=True)
+    _ingest(simulated / "feeds", store, secret=SECRET)
+    assert not left.exists()
 
 
 def test_store_without_layout_is_refused(simulated: Path, tmp_path: Path) -> None:
@@ -656,6 +721,26 @@ def test_negative_members_loses_nothing_else(corpus_root: Path) -> None:
     assert report.feeds["civil_affairs.members"].kept == 5
     assert report.feeds["civil_affairs.members"].quarantined == 2
     assert len(pd.read_parquet(store / "households.parquet")) == 2
+
+
+@pytest.mark.parametrize("file", ["hrss_wages.csv", "civil_affairs_households.csv", "civil_affairs_members.csv"])
+def test_blank_line_is_quarantined_as_empty_row(file: str, tmp_path: Path) -> None:
+    delivery = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", delivery)
+    lines = (delivery / file).read_text(encoding="utf-8").splitlines()
+    lines.insert(2, "")
+    (delivery / file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = _ingest(delivery, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+
+    quarantine = _quarantine(tmp_path / "store")
+    assert quarantine[["row", "reason"]].values.tolist() == [["2", "empty row"]]
+    feed = {"hrss.wages": "hrss_wages.csv"}
+    for name, counts in report.feeds.items():
+        if counts.read:
+            blank = f"{name.replace('.', '_')}.csv" == file or feed.get(name) == file
+            assert counts.kept == VALID_COUNTS[name], name
+            assert counts.quarantined == (1 if blank else 0), name
 
 
 def test_valid_case_keeps_every_row(corpus_root: Path) -> None:

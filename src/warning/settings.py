@@ -169,7 +169,9 @@ class Settings(BaseSettings):
         description="quantile of a person's or household's amounts taken as its usual level in the unit check",
     )
     feed_block_megabytes: float = Field(
-        64.0, gt=0, description="feed files are read in blocks of about this many megabytes of text"
+        64.0,
+        ge=0.01,
+        description="feed files are read in blocks of about this many megabytes of text; a row must fit in one",
     )
     feed_unit_min_rows: int = Field(
         4, ge=2, description="rows a person or household needs before its amounts are checked for unit errors"

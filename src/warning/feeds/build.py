@@ -31,10 +31,6 @@ logger = logging.getLogger(__name__)
 SHARED_TABLES = frozenset(name for name, table in TABLES.items() if "household_id" not in table.column_names)
 
 
-class PartitionError(Exception):
-    """A partition cannot be built into a store on its own."""
-
-
 def _candidates(spec: ExportSpec, state: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the contract rows one feed contributes, and the lineage of each (feed row to contract key).
 
@@ -117,26 +113,24 @@ def ingest_partition(tables: dict[str, pd.DataFrame], work_dir: Path, part: int)
     """Validate one partition's contract tables with ``warning.ingest.ingest``; return its store folder.
 
     Returns None for a partition without households (a small store spread
-    over many partitions). Raises ``PartitionError`` naming the table when
-    the partition has households but lacks another required table.
+    over many partitions). A required table without rows in this partition
+    is written empty: the caller checks that the whole store has rows for it.
     """
     households = tables.get("households")
     if households is None or not len(households):
         return None
-    missing = [name for name, table in TABLES.items() if table.required and name not in tables]
-    if missing:
-        raise PartitionError(
-            f"partition {part} has {len(households)} households but no rows for required tables {missing}; "
-            "set POVWARN_FEED_PARTITIONS to fewer partitions before the first delivery"
-        )
     source = work_dir / f"tables-{part:04d}"
     source.mkdir(parents=True, exist_ok=True)
     store = work_dir / f"store-{part:04d}"
     try:
-        for name, frame in tables.items():
-            store_dtypes(name, frame).to_parquet(source / f"{name}.parquet", index=False)
+        for name, table in TABLES.items():
+            frame = tables.get(name)
+            if frame is None and table.required:
+                frame = pd.DataFrame({column: pd.Series(dtype="object") for column in table.column_names})
+            if frame is not None:
+                store_dtypes(name, frame).to_parquet(source / f"{name}.parquet", index=False)
         DatasetInfo(name="feeds", period="month").write(source)
-        ingest(source, store)
+        ingest(source, store, require_rows=False)
     finally:
         shutil.rmtree(source, ignore_errors=True)
     return store

@@ -21,12 +21,15 @@ The run, in order:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +39,7 @@ import pandas as pd
 from pandera.errors import SchemaErrors
 
 from warning.contract import TABLES
-from warning.feeds.build import SHARED_TABLES, PartitionError, build_tables, combine_stores, ingest_partition
+from warning.feeds.build import SHARED_TABLES, build_tables, combine_stores, ingest_partition
 from warning.feeds.identity import IdentityHasher, mask_identities
 from warning.feeds.parse import (
     MISSING_COLUMN,
@@ -76,6 +79,8 @@ logger = logging.getLogger(__name__)
 FEEDS_DIR = "feeds"
 RESCORE_FILE = "rescore.parquet"
 DELIVERIES_FILE = "deliveries.json"
+LOCK_FILE = ".ingest.lock"
+WORK_PREFIX = "delivery-"
 QUARANTINE_COLUMNS = ("feed", "file", *PROBLEM_COLUMNS)
 
 EMPTY_ROW = "empty row"
@@ -221,8 +226,12 @@ def _previous_files(
 
 def _check_file(
     spec: ExportSpec, feed_file: FeedFile, run: _Run, report: FileReport
-) -> tuple[dict[str, pd.Series], pd.DataFrame]:
-    """Parse the declared columns of one file; return typed columns and the problems of its rows."""
+) -> tuple[pd.DataFrame, dict[str, pd.Series], pd.DataFrame]:
+    """Parse the declared columns of one file block.
+
+    Returns the block without its empty rows, the typed columns of those
+    rows, and the problems of every row (an empty row is one).
+    """
     frame = feed_file.frame
     dropped = [name for name in frame.columns if name not in spec.columns]
     if dropped and not report.dropped_columns:
@@ -256,7 +265,7 @@ def _check_file(
         typed[name] = parsed.values
         parts.append(parsed.problems)
     problems = pd.concat([part for part in parts if len(part)] or [no_problems()], ignore_index=True)
-    return typed, problems
+    return frame, typed, problems
 
 
 def _shown_cells(spec: ExportSpec, frame: pd.DataFrame, column: str, rows: np.ndarray) -> pd.Series:
@@ -515,8 +524,7 @@ def _read_file(
         for block, feed_file in enumerate(iter_feed_file(path, spec.feed, run.block_bytes)):
             report.encoding = feed_file.encoding
             read.rows += feed_file.rows_read
-            frame = feed_file.frame
-            typed, problems = _check_file(spec, feed_file, run, report)
+            frame, typed, problems = _check_file(spec, feed_file, run, report)
             clean = ~frame.index.isin(problems["row"])
             mapped, link_problems, linked = _link(spec, typed, frame, run)
             read.linked += int((linked & clean).sum())
@@ -754,10 +762,67 @@ def ingest_feeds(
     source_dir, store_dir = Path(source_dir), Path(store_dir)
     as_of_date = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(datetime.now(UTC).date())
     feeds_dir = store_dir / FEEDS_DIR
-    state_dir = feeds_dir / "state"
     matched, ignored = _match_files(source_dir, specs)
     if ignored:
         logger.warning("Ignored files in %s that match no feed: %s", source_dir, ignored)
+    feeds_dir.mkdir(parents=True, exist_ok=True)
+    with _store_lock(feeds_dir):
+        _remove_interrupted_work(feeds_dir)
+        return _ingest_delivery(
+            source_dir=source_dir,
+            store_dir=store_dir,
+            matched=matched,
+            ignored=ignored,
+            settings=settings,
+            specs=specs,
+            regions=regions,
+            hasher=hasher,
+            as_of_date=as_of_date,
+            started=started,
+            started_at=started_at,
+        )
+
+
+@contextmanager
+def _store_lock(feeds_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store for one ingest; raise ``FeedIngestError`` if another holds it."""
+    path = feeds_dir / LOCK_FILE
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise FeedIngestError(
+                f"another ingest into {feeds_dir.parent} is running (lock {path}); wait for it to finish"
+            ) from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_interrupted_work(feeds_dir: Path) -> None:
+    """Remove the work folders of ingests that were stopped part way (the lock shows none is running)."""
+    for folder in sorted(feeds_dir.glob(f"{WORK_PREFIX}*")):
+        logger.warning("Removing %s, left by an ingest that was stopped part way", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ingest_delivery(
+    *,
+    source_dir: Path,
+    store_dir: Path,
+    matched: dict[str, list[Path]],
+    ignored: list[str],
+    settings: Settings,
+    specs: list[ExportSpec],
+    regions: RegionCodes,
+    hasher: IdentityHasher,
+    as_of_date: pd.Timestamp,
+    started: float,
+    started_at: str,
+) -> FeedReport:
+    feeds_dir = store_dir / FEEDS_DIR
+    state_dir = feeds_dir / "state"
     layout = Layout.load(feeds_dir)
     if layout is None:
         if state_dir.is_dir() and any(state_dir.iterdir()):
@@ -769,7 +834,8 @@ def ingest_feeds(
         layout = Layout(
             choose_partitions(delivered_bytes, settings.feed_partitions, settings.feed_partition_megabytes)
         )
-    feeds_dir.mkdir(parents=True, exist_ok=True)
+    # Written before any state, so that a run stopped part way leaves a store the next run can use.
+    layout.write(feeds_dir)
     log, seen = _previous_files(feeds_dir)
     delivery = len(log) + 1
     by_feed = {spec.feed: spec for spec in specs}
@@ -798,9 +864,10 @@ def ingest_feeds(
         as_of_date.date(),
         layout.partitions,
     )
-    work = Path(tempfile.mkdtemp(prefix=f"delivery-{delivery:04d}-", dir=feeds_dir))
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{delivery:04d}-", dir=feeds_dir))
     try:
-        results = _read_and_merge(specs, matched, whole_states, by_feed, run, seen, work, layout)
+        phases: dict[str, float] = {}
+        results = _read_and_merge(specs, matched, whole_states, by_feed, run, seen, work, layout, phases)
         changed = any(result.changed for result in results)
         report = FeedReport(
             delivery=delivery,
@@ -815,9 +882,11 @@ def ingest_feeds(
             unit_errors=sum(result.counts.problems.get(UNIT_ERROR, 0) for result in results),
         )
         if changed or not (store_dir / "households.parquet").is_file():
+            began = time.perf_counter()
             _build_store(specs, whole_states, report, store_dir, work, layout)
             _install_state(results, whole_states, work, feeds_dir)
-            layout.write(feeds_dir)
+            phases["build"] = time.perf_counter() - began
+        report.phase_seconds = {name: round(seconds, 3) for name, seconds in phases.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rescore = pd.concat(
@@ -848,12 +917,14 @@ def _read_and_merge(
     seen: dict[tuple[str, str], tuple[int, int]],
     work: Path,
     layout: Layout,
+    phases: dict[str, float],
 ) -> list[_ExportResult]:
     """Read every export (roster first), merge the whole ones, then merge the partitioned ones part by part.
 
     New state and history of partitioned exports go to ``work`` until the
     store is built; whole exports keep theirs in their result.
     """
+    began = time.perf_counter()
     results: list[_ExportResult] = []
     _refresh_roster(whole_states, by_feed, run)
     for spec in sorted(specs, key=_process_order):
@@ -868,6 +939,8 @@ def _read_and_merge(
                 result.history = merge.history
                 if spec.role != "table":
                     _refresh_roster(whole_states, by_feed, run)
+    phases["read"] = time.perf_counter() - began
+    began = time.perf_counter()
     partitioned = [result for result in results if _is_partitioned(result.spec)]
     state_dir = run.feeds_dir / "state"
     for part in range(layout.partitions):
@@ -883,6 +956,7 @@ def _read_and_merge(
         if layout.partitions > 1:
             logger.info("Merged partition %d of %d", part + 1, layout.partitions)
     shutil.rmtree(work / "delivered", ignore_errors=True)
+    phases["merge"] = time.perf_counter() - began
     for result in results:
         result.finish()
         if result.counts.read:
@@ -956,10 +1030,7 @@ def _build_store(
             if state is not None:
                 states[spec.feed] = state
         tables, lineages, conflicts = build_tables(specs, states)
-        try:
-            store = ingest_partition(tables, work, part)
-        except PartitionError as error:
-            raise FeedIngestError(str(error)) from error
+        store = ingest_partition(tables, work, part)
         if store is None:
             continue
         part_stores.append(store)

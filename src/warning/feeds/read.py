@@ -62,15 +62,23 @@ class FeedFile:
         return len(self.frame) + len(self.malformed)
 
 
-def _encoding(path: Path, feed: str) -> str:
-    """Return the encoding of a CSV file (``utf-8``, ``utf-8-sig`` or ``gb18030``), checking it block by block."""
+def _scan(path: Path, feed: str) -> str:
+    """Return the encoding of a CSV file (``utf-8``, ``utf-8-sig`` or ``gb18030``), checking it block by block.
+
+    Raises ``FeedFileError`` when a quoted field is never closed: the CSV
+    reader would otherwise take the rest of the file as one cell. Quotes are
+    counted as bytes, which is safe in GB18030 too (0x22 is never part of a
+    multi-byte character there).
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     lines = 0
+    quotes = 0
     with path.open("rb") as handle:
         first = handle.read(len(codecs.BOM_UTF8))
         handle.seek(0)
         while block := handle.read(_CHECK_BLOCK_BYTES):
+            quotes += block.count(b'"')
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as utf8_error:
@@ -85,11 +93,14 @@ def _encoding(path: Path, feed: str) -> str:
             except UnicodeDecodeError as utf8_error:
                 bad_byte, line = offset + utf8_error.start, lines + 1
             else:
+                _check_quotes(path, feed, quotes)
                 return "utf-8-sig" if first == codecs.BOM_UTF8 else "utf-8"
     gbk = codecs.getincrementaldecoder("gb18030")()
+    quotes = 0
     try:
         with path.open("rb") as handle:
             while block := handle.read(_CHECK_BLOCK_BYTES):
+                quotes += block.count(b'"')
                 gbk.decode(block)
         gbk.decode(b"", final=True)
     except UnicodeDecodeError as error:
@@ -98,8 +109,20 @@ def _encoding(path: Path, feed: str) -> str:
             path,
             f"not valid UTF-8 or GBK: byte {bad_byte} (line {line}) cannot be decoded; export the file as UTF-8",
         ) from error
+    _check_quotes(path, feed, quotes)
     logger.warning("Decoding %s as GB18030 (GBK), because it is not valid UTF-8", path)
     return "gb18030"
+
+
+def _check_quotes(path: Path, feed: str, quotes: int) -> None:
+    # A closed quoted field has an even number of quote characters, since a quote inside it is doubled.
+    if quotes % 2:
+        raise FeedFileError(
+            feed,
+            path,
+            f"a quoted field is never closed: the file has an odd number ({quotes}) of double quotes; "
+            "close the quote or double the quote character inside the field",
+        )
 
 
 def _header(path: Path, feed: str, encoding: str) -> list[str]:
@@ -130,7 +153,7 @@ def _data_rows(ordinals: np.ndarray, skipped: np.ndarray) -> np.ndarray:
 
 
 def _iter_csv(path: Path, feed: str, block_bytes: int) -> Iterator[FeedFile]:
-    encoding = _encoding(path, feed)
+    encoding = _scan(path, feed)
     header = _header(path, feed, encoding)
     skipped: list[int] = []
     malformed: list[tuple[int, str]] = []
@@ -178,6 +201,13 @@ def _iter_csv(path: Path, feed: str, block_bytes: int) -> Iterator[FeedFile]:
             reported += len(own)
             yield FeedFile(feed, path, frame, encoding, own)
     except pa.ArrowInvalid as error:
+        if "straddling" in str(error):
+            raise FeedFileError(
+                feed,
+                path,
+                f"a row is longer than the read block of {block_bytes} bytes; "
+                "raise POVWARN_FEED_BLOCK_MEGABYTES or check the file for a broken line",
+            ) from error
         raise FeedFileError(feed, path, f"could not read as CSV: {error}") from error
     if reported < len(malformed) or good == 0:
         empty = pd.DataFrame({name: pd.Series(dtype="string") for name in names})

@@ -14,7 +14,8 @@ class FeedCounts:
 
     Every row read ends in exactly one of ``kept`` (stored as current),
     ``quarantined`` (rejected with a reason) and ``merged`` (a repeat of a
-    stored row, or replaced by a later row of the same delivery). ``linked``
+    stored row, replaced by a later row of the same delivery, or a row of a
+    file delivered before, whatever became of it then). ``linked``
     counts rows whose identity number matched a person of the household
     roster, ``corrected`` the kept rows that replaced a stored row with other
     values, and ``superseded`` the contract rows of this feed that another
@@ -74,6 +75,8 @@ class FeedReport:
     store_rows: dict[str, int] = field(default_factory=dict)
     contract_quarantined: int = 0
     elapsed_seconds: float = 0.0
+    # Seconds spent reading and checking files, merging into the feed state, and building the store.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def problems(self) -> dict[str, int]:

@@ -32,6 +32,7 @@ def ingest(
     chunk_rows: int = 1_000_000,
     cost_tolerance: float = 0.01,
     as_of: date | None = None,
+    require_rows: bool = True,
 ) -> IngestReport:
     """Validate the tables of a dataset folder and write the clean, typed store.
 
@@ -64,6 +65,8 @@ def ingest(
     absent from the file is filled with missing values.
 
     ``chunk_rows`` bounds how many rows are validated at once.
+    ``require_rows=False`` accepts a required table without valid rows (one
+    part of a larger dataset, whose caller checks the whole).
     ``cost_tolerance`` is how far, in the currency of the data,
     reimbursed plus out-of-pocket costs may exceed the total cost before a
     claim is rejected, to allow for rounding. Months after the month of
@@ -97,7 +100,9 @@ def ingest(
     location = store_dir.resolve()
     staging = new_staging_dir(location)
     try:
-        reports = _ingest_tables(raw_tables, failures, files, staging, chunk_rows, cost_tolerance, as_of)
+        reports = _ingest_tables(
+            raw_tables, failures, files, staging, chunk_rows, cost_tolerance, as_of, require_rows
+        )
         info.write(staging)
         report = IngestReport(
             source_dir=str(source_dir),
@@ -156,10 +161,11 @@ def _ingest_tables(
     chunk_rows: int,
     cost_tolerance: float,
     as_of: date | None,
+    require_rows: bool = True,
 ) -> dict[str, TableReport]:
     """Validate every table and write it to ``out_dir``.
 
-    Raises ``IngestError`` as soon as a required table keeps no row.
+    Raises ``IngestError`` as soon as a required table keeps no row, unless ``require_rows`` is False.
     """
     reports: dict[str, TableReport] = {}
     households: HouseholdIds | None = None
@@ -174,7 +180,7 @@ def _ingest_tables(
             reports[name], validated = _ingest_table(
                 raw, out_dir, households, chunk_rows, cost_tolerance, as_of
             )
-            if TABLES[name].required and reports[name].rows_kept == 0:
+            if require_rows and TABLES[name].required and reports[name].rows_kept == 0:
                 raise IngestError(_no_valid_rows_message(reports[name]))
             if name == "households":
                 households = _household_ids(raw, validated)

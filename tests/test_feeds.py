@@ -490,6 +490,43 @@ def test_partition_of_household_without_income_is_built(tmp_path: Path) -> None:
         _same_rows(pd.read_parquet(stores[64] / f"{name}.parquet"), pd.read_parquet(stores[1] / f"{name}.parquet"))
 
 
+def test_person_moving_household_matches_one_partition(simulated: Path, tmp_path: Path) -> None:
+    feeds = simulated / "feeds"
+    members = pd.read_csv(feeds / "civil_affairs_members.csv", dtype=str)
+    wages = pd.read_csv(feeds / "hrss_wages.csv", dtype=str)
+    earners = members[(members["与户主关系"] != "01") & members["身份证号"].isin(wages["身份证号"])]
+    mover = earners.iloc[0]
+    heads = members.loc[members["与户主关系"] == "01", "身份证号"]
+    moves = tmp_path / "moves"
+    moves.mkdir()
+    stores: dict[int, Path] = {}
+    for new_head in heads[heads != mover["户主身份证号"]]:
+        moved = mover.copy()
+        moved["户主身份证号"] = new_head
+        pd.DataFrame([moved]).to_csv(moves / "civil_affairs_members-move.csv", index=False)
+        wages[wages["身份证号"] == mover["身份证号"]].to_csv(moves / "hrss_wages-move.csv", index=False)
+        hasher = IdentityHasher(SECRET)
+        old, new = (hasher.hash_one("household", head) for head in (mover["户主身份证号"], new_head))
+        if len(set(partition_of(pd.Series([old, new]), 7))) == 2:
+            break
+    reports = {}
+    for partitions in (1, 7):
+        stores[partitions] = tmp_path / f"store-{partitions}"
+        settings = Settings(feed_partitions=partitions)
+        _ingest(feeds, stores[partitions], secret=SECRET, settings=settings)
+        reports[partitions] = _ingest(moves, stores[partitions], secret=SECRET, settings=settings)
+
+    months = int((wages["身份证号"] == mover["身份证号"]).sum())
+    for partitions in (1, 7):
+        assert reports[partitions].feeds["hrss.wages"].corrected == months
+        assert reports[partitions].feeds["civil_affairs.members"].corrected == 1
+        state = pd.read_parquet(stores[partitions] / "feeds" / "state" / "hrss.wages.parquet")
+        assert len(state) == len(wages)
+    for name in ("income", "households"):
+        _same_rows(pd.read_parquet(stores[7] / f"{name}.parquet"), pd.read_parquet(stores[1] / f"{name}.parquet"))
+    _same_rows(pd.read_parquet(stores[7] / "rescore.parquet"), pd.read_parquet(stores[1] / "rescore.parquet"))
+
+
 def test_partitions_are_fixed_by_the_first_delivery(simulated: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=2))

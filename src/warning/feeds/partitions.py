@@ -1,11 +1,14 @@
-"""Household partitions of the feed store, so that a large delivery is merged and built one part at a time.
+"""Partitions of the feed store, so that a large delivery is merged and built one part at a time.
 
-A feed whose rows belong to households keeps its current rows, history and
-lineage as one Parquet file per partition, ``<name>.parquet/part-NNNN.parquet``
-(``pandas.read_parquet`` reads such a folder whole). A household's partition
-is the CRC-32 of its id modulo the number of partitions, so every row of a
-household, in every feed, lands in the same partition, and merging and
-building contract tables need only that partition in memory.
+A feed whose rows belong to households keeps its current rows and history
+as one Parquet file per partition, ``<name>.parquet/part-NNNN.parquet``
+(``pandas.read_parquet`` reads such a folder whole). A row's partition is
+the CRC-32 of the person id in its key modulo the number of partitions, so
+every row of a key stays in one partition even when the person moves to
+another household, and merging a delivery needs one partition in memory.
+To build the contract tables, the rows are regrouped by the partition of
+their household id, so that every row of a household, in every feed, is
+built together; lineage and conflicts are kept per household partition.
 
 The number of partitions is fixed when the store's first delivery arrives
 (``feeds/layout.json``): ``POVWARN_FEED_PARTITIONS`` if set, else one
@@ -60,12 +63,12 @@ def choose_partitions(delivered_bytes: int, partitions: int | None, partition_me
     return max(1, min(MAX_PARTITIONS, wanted))
 
 
-def partition_of(household_ids: pd.Series, partitions: int) -> np.ndarray:
-    """Return the partition of each household id; a missing id goes to partition 0."""
+def partition_of(ids: pd.Series, partitions: int) -> np.ndarray:
+    """Return the partition of each person or household id; a missing id goes to partition 0."""
     if partitions == 1:
-        return np.zeros(len(household_ids), dtype=np.int64)
-    codes, uniques = pd.factorize(household_ids, use_na_sentinel=True)
-    # Hashed once per distinct household; CRC-32 is stable across runs and machines, unlike hash().
+        return np.zeros(len(ids), dtype=np.int64)
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    # Hashed once per distinct id. CRC-32 is stable across runs and machines, unlike hash().
     parts = np.array([zlib.crc32(str(value).encode("utf-8")) % partitions for value in uniques] + [0])
     return parts[codes].astype(np.int64)
 

@@ -544,7 +544,13 @@ def _read_file(
             if spill_dir is None:
                 read.kept.append(rows)
             else:
-                _spill(rows.reset_index(drop=True), spill_dir, f"{position:06d}-{block:06d}", partitions)
+                _spill(
+                    rows.reset_index(drop=True),
+                    _entity_column(spec),
+                    spill_dir,
+                    f"{position:06d}-{block:06d}",
+                    partitions,
+                )
             read.problems.append(problems.assign(feed=spec.feed, file=path.name))
             if len(problems):
                 bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
@@ -558,9 +564,22 @@ def _read_file(
     return read
 
 
-def _spill(rows: pd.DataFrame, spill_dir: Path, name: str, partitions: int) -> None:
-    """Write one block's checked rows to ``spill_dir/part-NNNN/<name>.parquet``, by household partition."""
-    parts = partition_of(rows["household_id"], partitions)
+def _entity_column(spec: ExportSpec) -> str:
+    """Return the column that places a partitioned export's rows: the person id of its key's identity number.
+
+    Placing rows by person, not household, keeps every row of a key in one
+    partition when the roster moves the person to another household, so a
+    later row for that key still replaces the stored one.
+    """
+    for name, column in zip(spec.key, key_columns(len(spec.key)), strict=True):
+        if spec.columns[name].type == "identity":
+            return column
+    return "household_id"
+
+
+def _spill(rows: pd.DataFrame, column: str, spill_dir: Path, name: str, partitions: int) -> None:
+    """Write one block's checked rows to ``spill_dir/part-NNNN/<name>.parquet``, partitioned by ``column``."""
+    parts = partition_of(rows[column], partitions)
     for part in np.unique(parts):
         folder = spill_dir / f"part-{part:04d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -1014,6 +1033,8 @@ def _build_store(
         for feed, state in whole_states.items()
         if "household_id" in state.columns
     }
+    by_household = work / "by_household"
+    _split_by_household(specs, [work / "state", state_dir], by_household, layout.partitions)
     part_stores = []
     conflicts_by_feed: dict[str, int] = {}
     conflicts_by_table: dict[str, int] = {}
@@ -1021,8 +1042,7 @@ def _build_store(
         states = {}
         for spec in specs:
             if _is_partitioned(spec):
-                state = read_part(work / "state", spec.feed, part)
-                state = state if state is not None else read_part(state_dir, spec.feed, part)
+                state = _read_spilled(by_household / spec.feed, part)
             else:
                 state = whole_states.get(spec.feed)
                 if state is not None and spec.feed in household_parts:
@@ -1030,6 +1050,8 @@ def _build_store(
             if state is not None:
                 states[spec.feed] = state
         tables, lineages, conflicts = build_tables(specs, states)
+        for spec in specs:
+            shutil.rmtree(by_household / spec.feed / f"part-{part:04d}", ignore_errors=True)
         store = ingest_partition(tables, work, part)
         if store is None:
             continue
@@ -1062,6 +1084,26 @@ def _build_store(
     for feed, count in conflicts_by_feed.items():
         report.feeds[feed].superseded += count
     report.conflicts = {name: count for name, count in conflicts_by_table.items() if count}
+
+
+def _split_by_household(specs: list[ExportSpec], state_dirs: list[Path], target: Path, partitions: int) -> None:
+    """Copy the current rows of every partitioned export into ``target``, partitioned by household.
+
+    State is kept by person (see ``_entity_column``), but a contract table is
+    built from all rows of a household. Each state file is read once, the
+    first of ``state_dirs`` that has it winning.
+    """
+    for spec in specs:
+        if not _is_partitioned(spec):
+            continue
+        for part in range(partitions):
+            state = None
+            for folder in state_dirs:
+                state = read_part(folder, spec.feed, part)
+                if state is not None:
+                    break
+            if state is not None and len(state):
+                _spill(state, "household_id", target / spec.feed, f"{part:06d}", partitions)
 
 
 def _install_state(

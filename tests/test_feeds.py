@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import os
 import shutil
 import zlib
 from pathlib import Path
@@ -660,6 +661,71 @@ def test_work_of_stopped_ingest_is_removed(simulated: Path, feed_store: tuple[Pa
     (left / "delivered").mkdir(parents=True)
     _ingest(simulated / "feeds", store, secret=SECRET)
     assert not left.exists()
+
+
+def test_rescore_list_accumulates_over_deliveries(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(feed_store[0], store)
+    wages = pd.read_csv(simulated / "feeds" / "hrss_wages.csv", dtype=str)
+    members = pd.read_csv(simulated / "feeds" / "civil_affairs_members.csv", dtype=str).set_index("身份证号")
+    march = wages[wages["所属年月"] == "202203"]
+    first = march.iloc[0]
+    second = march[members.loc[march["身份证号"], "户主身份证号"].to_numpy() != members.loc[first["身份证号"], "户主身份证号"]].iloc[0]
+    for number, row in enumerate((first, second), start=1):
+        delivery = tmp_path / f"correction-{number}"
+        delivery.mkdir()
+        corrected = row.copy()
+        corrected["应发工资"] = str(float(row["应发工资"]) + 500)
+        pd.DataFrame([corrected]).to_csv(delivery / f"hrss_wages-correction-{number}.csv", index=False)
+        _ingest(delivery, store, secret=SECRET)
+
+    rescore = pd.read_parquet(store / "rescore.parquet").sort_values("last_delivery")
+    assert rescore["last_delivery"].tolist() == [2, 3]
+    assert rescore["earliest_month"].tolist() == [pd.Timestamp("2022-03-01")] * 2
+
+
+def test_stopped_commit_is_finished_by_next_ingest(
+    simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wages = pd.read_csv(simulated / "feeds" / "hrss_wages.csv", dtype=str)
+    correction = tmp_path / "correction"
+    correction.mkdir()
+    rows = wages[wages["所属年月"] == "202203"].head(5).copy()
+    rows["应发工资"] = (rows["应发工资"].astype(float) + 100).astype(str)
+    rows.to_csv(correction / "hrss_wages-correction.csv", index=False)
+    settings = Settings(feed_partitions=3)
+    stores = {}
+    for name in ("whole", "stopped"):
+        stores[name] = tmp_path / name
+        _ingest(simulated / "feeds", stores[name], secret=SECRET, settings=settings)
+    uninterrupted = _ingest(correction, stores["whole"], secret=SECRET, settings=settings)
+
+    moves = []
+    real_replace = os.replace
+
+    def replace_then_stop(source: object, target: object) -> None:
+        moves.append(target)
+        if len(moves) == 4:
+            raise RuntimeError("stopped")
+        real_replace(source, target)
+
+    monkeypatch.setattr("warning.feeds.install.os.replace", replace_then_stop)
+    with pytest.raises(RuntimeError, match="stopped"):
+        _ingest(correction, stores["stopped"], secret=SECRET, settings=settings)
+    monkeypatch.undo()
+    assert (stores["stopped"] / "feeds" / "install.json").is_file()
+    again = _ingest(correction, stores["stopped"], secret=SECRET, settings=settings)
+
+    assert uninterrupted.feeds["hrss.wages"].corrected == 5
+    assert again.feeds["hrss.wages"].merged == 5
+    assert not (stores["stopped"] / "feeds" / "install.json").exists()
+    assert not list((stores["stopped"] / "feeds").glob("delivery-*"))
+    for path in ("income.parquet", "rescore.parquet", "feeds/history/hrss.wages.parquet", "feeds/state/hrss.wages.parquet"):
+        _same_rows(pd.read_parquet(stores["stopped"] / path), pd.read_parquet(stores["whole"] / path))
+    log = json.loads((stores["stopped"] / "feeds" / "deliveries.json").read_text(encoding="utf-8"))
+    assert [entry["delivery"] for entry in log] == [1, 2, 3]
 
 
 def test_store_without_layout_is_refused(simulated: Path, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from pandera.errors import SchemaErrors
 from warning.contract import TABLES
 from warning.feeds.build import SHARED_TABLES, build_tables, combine_stores, ingest_partition
 from warning.feeds.identity import IdentityHasher, mask_identities
+from warning.feeds.install import INSTALL_DIR, commit, is_committing, recover, stage_appended, stage_frame
 from warning.feeds.parse import (
     MISSING_COLUMN,
     MISSING_VALUE,
@@ -65,7 +66,6 @@ from warning.feeds.spec import ExportSpec, load_specs
 from warning.feeds.state import (
     LINEAGE_COLUMNS,
     MergeResult,
-    append_frame,
     key_columns,
     merge_delivery,
     read_frame,
@@ -714,10 +714,11 @@ def _rescore_rows(spec: ExportSpec, merge: MergeResult, latest_before: pd.Timest
     )
 
 
-def _write_rescore(store_dir: Path, rows: pd.DataFrame, delivery: int) -> int:
-    """Add households to ``rescore.parquet`` with the earliest month changed; missing means every month.
+def _stage_rescore(store_dir: Path, work: Path, rows: pd.DataFrame, delivery: int) -> int:
+    """Stage ``rescore.parquet`` with these households added, each with the earliest month changed.
 
-    The file accumulates over deliveries until the scorer removes it.
+    A missing month means every month. The file accumulates over deliveries
+    until the scorer removes it. Returns the households listed.
     """
     path = store_dir / RESCORE_FILE
     previous = read_frame(path)
@@ -725,7 +726,8 @@ def _write_rescore(store_dir: Path, rows: pd.DataFrame, delivery: int) -> int:
         return 0
     rows = rows.assign(delivery=delivery)
     if previous is not None:
-        rows = pd.concat([previous, rows], ignore_index=True)
+        earlier = previous.rename(columns={"earliest_month": "month", "last_delivery": "delivery"})
+        rows = pd.concat([earlier, rows], ignore_index=True)
     # A missing month (a change to the household itself) sorts first, so it wins the minimum.
     sentinel = np.datetime64("1000-01-01", "ms")
     months = rows["month"].astype("datetime64[ms]").fillna(pd.Timestamp(sentinel))
@@ -743,7 +745,7 @@ def _write_rescore(store_dir: Path, rows: pd.DataFrame, delivery: int) -> int:
     )
     if previous is not None and len(previous) == len(table) and previous.reset_index(drop=True).equals(table):
         return len(table)
-    table.to_parquet(path, index=False)
+    stage_frame(work, RESCORE_FILE, table)
     logger.info("Marked %d households for re-scoring in %s", len(table), path)
     return len(table)
 
@@ -786,7 +788,7 @@ def ingest_feeds(
         logger.warning("Ignored files in %s that match no feed: %s", source_dir, ignored)
     feeds_dir.mkdir(parents=True, exist_ok=True)
     with _store_lock(feeds_dir):
-        _remove_interrupted_work(feeds_dir)
+        recover(store_dir, WORK_PREFIX)
         return _ingest_delivery(
             source_dir=source_dir,
             store_dir=store_dir,
@@ -817,13 +819,6 @@ def _store_lock(feeds_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _remove_interrupted_work(feeds_dir: Path) -> None:
-    """Remove the work folders of ingests that were stopped part way (the lock shows none is running)."""
-    for folder in sorted(feeds_dir.glob(f"{WORK_PREFIX}*")):
-        logger.warning("Removing %s, left by an ingest that was stopped part way", folder)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ingest_delivery(
@@ -903,17 +898,20 @@ def _ingest_delivery(
         if changed or not (store_dir / "households.parquet").is_file():
             began = time.perf_counter()
             _build_store(specs, whole_states, report, store_dir, work, layout)
-            _install_state(results, whole_states, work, feeds_dir)
+            _stage_state(results, whole_states, work, store_dir)
             phases["build"] = time.perf_counter() - began
         report.phase_seconds = {name: round(seconds, 3) for name, seconds in phases.items()}
+        rescore = pd.concat(
+            [part for result in results for part in result.rescore_parts] or [_rescore_empty()],
+            ignore_index=True,
+        )
+        report.rescore_households = _stage_rescore(store_dir, work, rescore, delivery)
+        report.elapsed_seconds = round(time.perf_counter() - started, 3)
+        _stage_delivery(_staged_feeds(work), report, results, log)
+        commit(store_dir, work)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    rescore = pd.concat(
-        [part for result in results for part in result.rescore_parts] or [_rescore_empty()], ignore_index=True
-    )
-    report.rescore_households = _write_rescore(store_dir, rescore, delivery)
-    report.elapsed_seconds = round(time.perf_counter() - started, 3)
-    _write_delivery(feeds_dir, report, results, log)
+        if not is_committing(feeds_dir, work):
+            shutil.rmtree(work, ignore_errors=True)
     logger.info(
         "Delivery %d done in %.1f s: %s",
         delivery,
@@ -969,7 +967,7 @@ def _read_and_merge(
                 continue
             merge = _merge_rows(result, delivered, read_part(state_dir, result.spec.feed, part), run)
             if merge.changed:
-                write_part(work / "state", result.spec.feed, part, merge.state)
+                write_part(_staged_feeds(work) / "state", result.spec.feed, part, merge.state)
             if len(merge.history):
                 write_part(work / "history", result.spec.feed, part, merge.history)
         if layout.partitions > 1:
@@ -1021,7 +1019,8 @@ def _build_store(
 ) -> None:
     """Build the contract tables partition by partition and write them into the store, with lineage and conflicts."""
     state_dir = store_dir / FEEDS_DIR / "state"
-    missing = _required_tables_missing(specs, whole_states, [state_dir, work / "state"])
+    staged = _staged_feeds(work)
+    missing = _required_tables_missing(specs, whole_states, [state_dir, staged / "state"])
     if missing:
         raise FeedIngestError(
             f"no rows yet for required contract tables {missing}: deliver the feeds that fill them "
@@ -1034,7 +1033,10 @@ def _build_store(
         if "household_id" in state.columns
     }
     by_household = work / "by_household"
-    _split_by_household(specs, [work / "state", state_dir], by_household, layout.partitions)
+    _split_by_household(specs, [staged / "state", state_dir], by_household, layout.partitions)
+    # Created even when empty, so that committing them removes the lineage and conflicts of the last build.
+    (staged / "lineage").mkdir(parents=True, exist_ok=True)
+    (staged / "conflicts").mkdir(parents=True, exist_ok=True)
     part_stores = []
     conflicts_by_feed: dict[str, int] = {}
     conflicts_by_table: dict[str, int] = {}
@@ -1060,11 +1062,11 @@ def _build_store(
         first = len(part_stores) == 1
         for name, frame in lineages.items():
             if first or name not in SHARED_TABLES:
-                write_part(work / "lineage", name, part, frame)
+                write_part(staged / "lineage", name, part, frame)
         for name, frame in conflicts.items():
             if not first and name in SHARED_TABLES:
                 continue
-            write_part(work / "conflicts", name, part, frame)
+            write_part(staged / "conflicts", name, part, frame)
             conflicts_by_table[name] = conflicts_by_table.get(name, 0) + len(frame)
             for feed, count in frame["_feed"].value_counts().items():
                 conflicts_by_feed[str(feed)] = conflicts_by_feed.get(str(feed), 0) + int(count)
@@ -1106,31 +1108,27 @@ def _split_by_household(specs: list[ExportSpec], state_dirs: list[Path], target:
                 _spill(state, "household_id", target / spec.feed, f"{part:06d}", partitions)
 
 
-def _install_state(
-    results: list[_ExportResult], whole_states: dict[str, pd.DataFrame], work: Path, feeds_dir: Path
+def _staged_feeds(work: Path) -> Path:
+    """Return the folder where this delivery stages the store's ``feeds`` folder (see ``warning.feeds.install``)."""
+    return work / INSTALL_DIR / FEEDS_DIR
+
+
+def _stage_state(
+    results: list[_ExportResult], whole_states: dict[str, pd.DataFrame], work: Path, store_dir: Path
 ) -> None:
-    """Move this delivery's feed state, history, lineage and conflicts into the store, once the store is built."""
-    state_dir = feeds_dir / "state"
+    """Stage the changed state of whole exports and every export's history with this delivery's rows added."""
     for result in results:
         feed = result.spec.feed
         if not result.changed:
             continue
         if _is_partitioned(result.spec):
-            for path in sorted((work / "state" / f"{feed}.parquet").glob("part-*.parquet")):
-                target = state_dir / f"{feed}.parquet" / path.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                path.replace(target)
             for path in sorted((work / "history" / f"{feed}.parquet").glob("part-*.parquet")):
-                append_frame(feeds_dir / "history" / f"{feed}.parquet" / path.name, pd.read_parquet(path))
+                relative = f"{FEEDS_DIR}/history/{feed}.parquet/{path.name}"
+                stage_appended(store_dir, work, relative, pd.read_parquet(path))
         else:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            whole_states[feed].to_parquet(state_dir / f"{feed}.parquet", index=False)
+            stage_frame(work, f"{FEEDS_DIR}/state/{feed}.parquet", whole_states[feed])
             if result.history is not None:
-                append_frame(feeds_dir / "history" / f"{feed}.parquet", result.history)
-    for folder in ("lineage", "conflicts"):
-        shutil.rmtree(feeds_dir / folder, ignore_errors=True)
-        if (work / folder).is_dir():
-            (work / folder).rename(feeds_dir / folder)
+                stage_appended(store_dir, work, f"{FEEDS_DIR}/history/{feed}.parquet", result.history)
 
 
 def _process_order(spec: ExportSpec) -> tuple[int, str]:
@@ -1152,10 +1150,10 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
         )
 
 
-def _write_delivery(
+def _stage_delivery(
     feeds_dir: Path, report: FeedReport, results: list[_ExportResult], log: list[dict[str, object]]
 ) -> None:
-    """Write the delivery's report, summary and quarantine, and add it to the delivery log."""
+    """Write the delivery's report, summary and quarantine, and the delivery log with it, under ``feeds_dir``."""
     folder = feeds_dir / "deliveries" / f"{report.delivery:04d}"
     folder.mkdir(parents=True, exist_ok=True)
     report.write(folder / "report.json")

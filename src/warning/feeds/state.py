@@ -138,13 +138,3 @@ def merge_delivery(
 
 def read_frame(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.is_file() else None
-
-
-def append_frame(path: Path, frame: pd.DataFrame) -> None:
-    """Append rows to a Parquet file by rewriting it (history files are small next to the state)."""
-    if not len(frame):
-        return
-    previous = read_frame(path)
-    combined = frame if previous is None else pd.concat([previous, frame], ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    combined.to_parquet(path, index=False)

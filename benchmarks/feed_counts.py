@@ -44,22 +44,7 @@ def feed_table(report: FeedReport) -> list[str]:
 
 def file_notes(report: FeedReport) -> list[str]:
     """Return one line per delivered file that failed, was ignored, lacked columns or was not UTF-8."""
-    notes = []
-    for entry in report.files:
-        details = []
-        if entry.status != "read":
-            details.append(entry.status)
-        if entry.error:
-            details.append(entry.error)
-        if entry.encoding == "gb18030":
-            details.append("decoded as GB18030 (GBK)")
-        if entry.dropped_columns:
-            details.append(f"ignored columns {', '.join(entry.dropped_columns)}")
-        if entry.missing_columns:
-            details.append(f"missing columns {', '.join(entry.missing_columns)}")
-        if details:
-            notes.append(f"- `{entry.file}`: " + "; ".join(details))
-    return notes
+    return [f"- `{entry.file}`: " + "; ".join(entry.notes()) for entry in report.files if entry.notes()]
 
 
 def main() -> None:

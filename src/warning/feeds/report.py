@@ -56,6 +56,19 @@ class FileReport:
     missing_columns: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def notes(self) -> list[str]:
+        """Return what a reader of the report should know about the file, empty when it was read cleanly."""
+        notes = [] if self.status == "read" else [self.status]
+        if self.error:
+            notes.append(self.error)
+        if self.encoding == "gb18030":
+            notes.append("decoded as GB18030 (GBK)")
+        if self.dropped_columns:
+            notes.append(f"ignored columns {', '.join(self.dropped_columns)}")
+        if self.missing_columns:
+            notes.append(f"missing columns {', '.join(self.missing_columns)}")
+        return notes
+
 
 @dataclass
 class FeedReport:
@@ -131,21 +144,8 @@ class FeedReport:
             f"{totals['corrected']:>10,}{totals['quarantined']:>12,}{totals['merged']:>10,}"
         )
         for entry in self.files:
-            if (
-                entry.status != "read"
-                or entry.dropped_columns
-                or entry.missing_columns
-                or entry.encoding == "gb18030"
-            ):
-                notes = [entry.status]
-                if entry.encoding == "gb18030":
-                    notes.append("decoded as GB18030 (GBK)")
-                if entry.dropped_columns:
-                    notes.append(f"ignored columns {', '.join(entry.dropped_columns)}")
-                if entry.missing_columns:
-                    notes.append(f"missing columns {', '.join(entry.missing_columns)}")
-                if entry.error:
-                    notes.append(entry.error)
+            notes = entry.notes()
+            if notes:
                 lines.append(f"File {entry.file}: {'; '.join(notes)}")
         for table, count in self.conflicts.items():
             lines.append(f"{count:,} rows of {table} were delivered by two feeds; the latest delivery won")

@@ -1009,3 +1009,21 @@ def test_cli_feeds_ingest_reads_secret_from_environment(
         pd.read_parquet(tmp_path / "store" / "income.parquet")["amount"].sum(),
         3200 + 3300 + 2100 + 4100 + 5100,
     )
+
+
+def test_cli_exits_1_when_a_file_is_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from warning.cli import app
+    from warning.settings import get_settings
+
+    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["feeds", "ingest", str(CORPUS / "missing_column"), "--store", str(tmp_path / "store"), "--as-of", AS_OF],
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "could not be used: hrss_pensions.csv" in result.output
+    assert (tmp_path / "store" / "income.parquet").exists()

@@ -25,7 +25,7 @@ from warning.panel import Panel  # noqa: E402
 from warning.score import SCORES, assign_bands, display_url, score  # noqa: E402
 from warning.score.compute import _cause_lists, eligible_measures  # noqa: E402
 from warning.settings import Settings  # noqa: E402
-from warning.store import Store  # noqa: E402
+from warning.store import RESCORE_FILE, Store  # noqa: E402
 from warning.train.cause_groups import load_cause_groups, measure_conditions  # noqa: E402
 
 BANDS = {"high": 0.5, "medium": 0.2, "low": 0.0}
@@ -189,6 +189,27 @@ def test_cause_lists_offer_only_eligible_measures(bundle: ModelBundle) -> None:
         ["minimum_living_allowance", "elderly_care_subsidy"],
     ]
     assert causes[0][0]["measures"] == measures[0]
+
+
+def test_scoring_clears_scored_households_from_rescore_list(
+    store: Store, bundle: ModelBundle, settings: Settings, tmp_path: Path
+) -> None:
+    on_disk = Store(folder=tmp_path / "store", info=store.info, tables=store.tables)
+    on_disk.folder.mkdir()
+    listed = pd.DataFrame(
+        {
+            "household_id": pd.Series(["h00001", "h99999"], dtype="string"),
+            "earliest_month": pd.Series(pd.to_datetime(["2022-03-01", "2022-05-01"]), dtype="datetime64[ms]"),
+            "last_delivery": [2, 2],
+        }
+    )
+    listed.to_parquet(on_disk.folder / RESCORE_FILE, index=False)
+
+    summary = score(on_disk, bundle, settings)
+
+    assert summary.rescored == 1
+    remaining = pd.read_parquet(on_disk.folder / RESCORE_FILE)
+    assert remaining["household_id"].tolist() == ["h99999"]
 
 
 def test_score_twice_is_idempotent(store: Store, bundle: ModelBundle, settings: Settings) -> None:

@@ -398,6 +398,8 @@ def feeds_ingest(
     """Check, link and hash one delivery of department feeds and merge it into the store.
 
     Needs POVWARN_ID_HASH_SECRET, the key of the hash that replaces identity numbers.
+    Exits with 1 when a file failed or lacked required columns (the rest of
+    the delivery is stored), and with 2 when nothing was stored.
     """
     from warning.feeds import FeedIngestError, ingest_feeds
 
@@ -408,6 +410,13 @@ def feeds_ingest(
         typer.echo(f"Feed ingest failed: {error}", err=True)
         raise typer.Exit(2) from error
     typer.echo(report.summary())
+    unusable = [entry.file for entry in report.files if entry.status == "failed" or entry.missing_columns]
+    if unusable:
+        typer.echo(
+            f"{len(unusable)} file(s) could not be used: {', '.join(unusable)}; correct them and deliver them again",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @feeds_app.command("list")

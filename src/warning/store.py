@@ -17,6 +17,9 @@ from warning.contract import TABLES, DatasetInfo, Table
 
 logger = logging.getLogger(__name__)
 
+# Households whose stored history changed after they were scored (written by feed ingest, cleared by scoring).
+RESCORE_FILE = "rescore.parquet"
+
 PANDAS_DTYPES = {
     "id": "string",
     "text": "string",

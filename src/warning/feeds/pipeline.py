@@ -73,11 +73,11 @@ from warning.feeds.state import (
 from warning.ingest import table_schema
 from warning.ingest.schemas import VALIDATION_DTYPES, row_rules
 from warning.settings import Settings, get_settings
+from warning.store import RESCORE_FILE
 
 logger = logging.getLogger(__name__)
 
 FEEDS_DIR = "feeds"
-RESCORE_FILE = "rescore.parquet"
 DELIVERIES_FILE = "deliveries.json"
 LOCK_FILE = ".ingest.lock"
 WORK_PREFIX = "delivery-"
@@ -718,7 +718,8 @@ def _stage_rescore(store_dir: Path, work: Path, rows: pd.DataFrame, delivery: in
     """Stage ``rescore.parquet`` with these households added, each with the earliest month changed.
 
     A missing month means every month. The file accumulates over deliveries
-    until the scorer removes it. Returns the households listed.
+    until scoring removes the households it scored (``warning.score``).
+    Returns the households this delivery marked.
     """
     path = store_dir / RESCORE_FILE
     previous = read_frame(path)
@@ -743,11 +744,12 @@ def _stage_rescore(store_dir: Path, work: Path, rows: pd.DataFrame, delivery: in
     table = table.astype(
         {"household_id": "string", "earliest_month": "datetime64[ms]", "last_delivery": "int64"}
     )
+    added = int(rows.loc[rows["delivery"] == delivery, "household_id"].nunique())
     if previous is not None and len(previous) == len(table) and previous.reset_index(drop=True).equals(table):
-        return len(table)
+        return added
     stage_frame(work, RESCORE_FILE, table)
-    logger.info("Marked %d households for re-scoring in %s", len(table), path)
-    return len(table)
+    logger.info("Marked %d households for re-scoring, %d listed in %s", added, len(table), path)
+    return added
 
 
 def ingest_feeds(
@@ -838,6 +840,13 @@ def _ingest_delivery(
     feeds_dir = store_dir / FEEDS_DIR
     state_dir = feeds_dir / "state"
     layout = Layout.load(feeds_dir)
+    if layout is not None and settings.feed_partitions not in (None, layout.partitions):
+        logger.warning(
+            "POVWARN_FEED_PARTITIONS=%d is ignored: store %s was created with %d partitions, which stay fixed",
+            settings.feed_partitions,
+            store_dir,
+            layout.partitions,
+        )
     if layout is None:
         if state_dir.is_dir() and any(state_dir.iterdir()):
             raise FeedIngestError(
@@ -871,7 +880,7 @@ def _ingest_delivery(
         latest_month_before=_latest_month(whole_states, specs, state_dir),
     )
     logger.info(
-        "Ingesting delivery %d from %s into %s (as of %s, %d household partitions)",
+        "Ingesting delivery %d from %s into %s (as of %s, %d partitions)",
         delivery,
         source_dir,
         store_dir,
@@ -891,7 +900,7 @@ def _ingest_delivery(
             started_at=started_at,
             feeds={result.spec.feed: result.counts for result in results},
             files=[entry for result in results for entry in result.files]
-            + [FileReport(file=name, feed=None, status="ignored: matches no feed") for name in ignored],
+            + [FileReport(file=name, feed=None, status="ignored: matches no feed (see povwarn feeds list)") for name in ignored],
             changed=changed,
             unit_errors=sum(result.counts.problems.get(UNIT_ERROR, 0) for result in results),
         )

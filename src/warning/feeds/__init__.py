@@ -10,7 +10,6 @@ checked and hashed by ``warning.feeds.identity``.
 from warning.feeds.identity import IdentityHasher, check_character, mask_identity
 from warning.feeds.pipeline import (
     FEEDS_DIR,
-    RESCORE_FILE,
     FeedIngestError,
     MissingSecretError,
     ingest_feeds,
@@ -19,6 +18,7 @@ from warning.feeds.pipeline import (
 from warning.feeds.regions import RegionCodes
 from warning.feeds.report import FeedCounts, FeedReport, FileReport
 from warning.feeds.spec import ExportSpec, SpecError, load_specs
+from warning.store import RESCORE_FILE
 
 __all__ = [
     "FEEDS_DIR",

@@ -62,6 +62,7 @@ from warning.feeds.partitions import (
 from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, iter_feed_file
 from warning.feeds.regions import RegionCodes
 from warning.feeds.report import FeedCounts, FeedReport, FileReport
+from warning.feeds.rescore import no_rescore_rows, rescore_rows, stage_rescore
 from warning.feeds.spec import ExportSpec, load_specs
 from warning.feeds.state import (
     LINEAGE_COLUMNS,
@@ -73,7 +74,6 @@ from warning.feeds.state import (
 from warning.ingest import table_schema
 from warning.ingest.schemas import VALIDATION_DTYPES, row_rules
 from warning.settings import Settings, get_settings
-from warning.store import RESCORE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,6 @@ class _ExportResult:
     delivered: pd.DataFrame | None = None
     already_merged: int = 0
     changed: bool = False
-    state: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
     rescore_parts: list[pd.DataFrame] = field(default_factory=list)
 
@@ -168,7 +167,7 @@ class _ExportResult:
         self.counts.corrected += len(merge.corrected_before)
         self.counts.merged += len(merge.merged_rows)
         self.changed |= merge.changed
-        rescore = _rescore_rows(self.spec, merge, latest_before)
+        rescore = rescore_rows(self.spec, merge, latest_before)
         if len(rescore):
             self.rescore_parts.append(rescore)
 
@@ -440,7 +439,7 @@ def _unit_errors(
 
 
 def _is_partitioned(spec: ExportSpec) -> bool:
-    """Whether an export's rows are kept per household partition (every export of a household table)."""
+    """Whether an export's rows are kept in partitions: every export of a contract table with households."""
     return spec.role == "table" and "household_id" in TABLES[str(spec.target)].column_names
 
 
@@ -643,24 +642,6 @@ def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> p
     return frame.reset_index(drop=True)
 
 
-# Columns that date a contract row, for re-scoring: the earliest month a change can affect.
-DATE_COLUMNS = {"month": "month", "start_month": "start_month", "year": "year"}
-
-
-def _row_months(table: str, frame: pd.DataFrame) -> pd.Series:
-    """Return the month each contract row dates from; missing for the households table (every month)."""
-    columns = TABLES[table].column_names
-    if "month" in columns:
-        return frame["month"].astype("datetime64[ms]")
-    if "start_month" in columns:
-        return frame["start_month"].astype("datetime64[ms]")
-    if "year" in columns:
-        return pd.to_datetime(frame["year"].astype("Int64").astype("string") + "-01", format="%Y-%m").astype(
-            "datetime64[ms]"
-        )
-    return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ms]")
-
-
 def _latest_month(
     states: dict[str, pd.DataFrame], specs: list[ExportSpec], state_dir: Path
 ) -> pd.Timestamp | None:
@@ -677,79 +658,6 @@ def _latest_month(
         if value is not None and pd.notna(value) and (latest is None or pd.Timestamp(value) > latest):
             latest = pd.Timestamp(value)
     return latest
-
-
-def _rescore_rows(spec: ExportSpec, merge: MergeResult, latest_before: pd.Timestamp | None) -> pd.DataFrame:
-    """Return (household_id, month) of rows a delivery corrected, or added to months already stored.
-
-    A corrected row counts with both its old and its new household and month.
-    Rows of months after the latest month stored before the delivery are new
-    data, not corrections, and are left to regular scoring.
-    """
-    empty = pd.DataFrame(
-        {"household_id": pd.Series(dtype="string"), "month": pd.Series(dtype="datetime64[ms]")}
-    )
-    if spec.role == "members" or not len(merge.kept):
-        return empty
-    table = str(spec.target)
-    if "household_id" not in TABLES[table].column_names:
-        return empty
-    keys = key_columns(len(spec.key))
-    corrected = merge.corrected_before
-    kept = merge.kept
-    touched = pd.Series(False, index=kept.index)
-    if len(corrected):
-        touched |= kept.set_index(keys).index.isin(corrected.set_index(keys).index)
-    if latest_before is not None:
-        touched |= (_row_months(table, kept) <= latest_before).fillna(False).to_numpy(dtype=bool)
-    parts = [frame for frame in (corrected, kept[touched.to_numpy(dtype=bool)]) if len(frame)]
-    if not parts:
-        return empty
-    return pd.concat(
-        [
-            pd.DataFrame({"household_id": frame["household_id"], "month": _row_months(table, frame)})
-            for frame in parts
-        ],
-        ignore_index=True,
-    )
-
-
-def _stage_rescore(store_dir: Path, work: Path, rows: pd.DataFrame, delivery: int) -> int:
-    """Stage ``rescore.parquet`` with these households added, each with the earliest month changed.
-
-    A missing month means every month. The file accumulates over deliveries
-    until scoring removes the households it scored (``warning.score``).
-    Returns the households this delivery marked.
-    """
-    path = store_dir / RESCORE_FILE
-    previous = read_frame(path)
-    if not len(rows) and previous is None:
-        return 0
-    rows = rows.assign(delivery=delivery)
-    if previous is not None:
-        earlier = previous.rename(columns={"earliest_month": "month", "last_delivery": "delivery"})
-        rows = pd.concat([earlier, rows], ignore_index=True)
-    # A missing month (a change to the household itself) sorts first, so it wins the minimum.
-    sentinel = np.datetime64("1000-01-01", "ms")
-    months = rows["month"].astype("datetime64[ms]").fillna(pd.Timestamp(sentinel))
-    grouped = pd.DataFrame(
-        {"household_id": rows["household_id"].astype("string"), "month": months, "delivery": rows["delivery"]}
-    )
-    table = (
-        grouped.groupby("household_id", sort=True)
-        .agg(earliest_month=("month", "min"), last_delivery=("delivery", "max"))
-        .reset_index()
-    )
-    table["earliest_month"] = table["earliest_month"].mask(table["earliest_month"] == pd.Timestamp(sentinel))
-    table = table.astype(
-        {"household_id": "string", "earliest_month": "datetime64[ms]", "last_delivery": "int64"}
-    )
-    added = int(rows.loc[rows["delivery"] == delivery, "household_id"].nunique())
-    if previous is not None and len(previous) == len(table) and previous.reset_index(drop=True).equals(table):
-        return added
-    stage_frame(work, RESCORE_FILE, table)
-    logger.info("Marked %d households for re-scoring, %d listed in %s", added, len(table), path)
-    return added
 
 
 def ingest_feeds(
@@ -911,10 +819,10 @@ def _ingest_delivery(
             phases["build"] = time.perf_counter() - began
         report.phase_seconds = {name: round(seconds, 3) for name, seconds in phases.items()}
         rescore = pd.concat(
-            [part for result in results for part in result.rescore_parts] or [_rescore_empty()],
+            [part for result in results for part in result.rescore_parts] or [no_rescore_rows()],
             ignore_index=True,
         )
-        report.rescore_households = _stage_rescore(store_dir, work, rescore, delivery)
+        report.rescore_households = stage_rescore(store_dir, work, rescore, delivery)
         report.elapsed_seconds = round(time.perf_counter() - started, 3)
         _stage_delivery(_staged_feeds(work), report, results, log)
         commit(store_dir, work)
@@ -928,10 +836,6 @@ def _ingest_delivery(
         ", ".join(f"{name} {count}" for name, count in report.totals.items()),
     )
     return report
-
-
-def _rescore_empty() -> pd.DataFrame:
-    return pd.DataFrame({"household_id": pd.Series(dtype="string"), "month": pd.Series(dtype="datetime64[ms]")})
 
 
 def _read_and_merge(
@@ -961,7 +865,7 @@ def _read_and_merge(
             merge = _merge_rows(result, result.delivered, whole_states.get(spec.feed), run)
             result.delivered = None
             if merge.changed:
-                whole_states[spec.feed] = result.state = merge.state
+                whole_states[spec.feed] = merge.state
                 result.history = merge.history
                 if spec.role != "table":
                     _refresh_roster(whole_states, by_feed, run)

@@ -29,6 +29,8 @@ from warning.feeds import (
     mask_identity,
     resolve_secret,
 )
+from warning.feeds.check import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, DeliveryRun
+from warning.feeds.export import UNIT_ERROR, unit_errors
 from warning.feeds.identity import (
     BAD_BIRTH_DATE,
     BAD_CHECK_DIGIT,
@@ -38,14 +40,7 @@ from warning.feeds.identity import (
     identity_problems,
 )
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
-from warning.feeds.pipeline import (
-    HEAD_NOT_IN_ROSTER,
-    NOT_IN_ROSTER,
-    UNIT_ERROR,
-    _Run,
-    _store_lock,
-    _unit_errors,
-)
+from warning.feeds.pipeline import _store_lock
 from warning.feeds.read import iter_feed_file, read_feed_file
 from warning.feeds.regions import RegionTableError
 from warning.feeds.spec import SpecError, load_department
@@ -561,7 +556,7 @@ def _unit_flags(amounts: list[float]) -> list[bool]:
     rows = pd.DataFrame(
         {"key_0": "h1", "key_1": months, "key_2": "2", "amount": pd.Series(amounts, dtype="Float64")}
     )
-    run = _Run(
+    run = DeliveryRun(
         delivery=1,
         as_of=pd.Timestamp(AS_OF),
         regions=REGIONS,
@@ -572,7 +567,7 @@ def _unit_flags(amounts: list[float]) -> list[bool]:
         unit_level_quantile=0.75,
         block_bytes=2**20,
     )
-    flagged, _ = _unit_errors(spec, rows, None, run)
+    flagged, _ = unit_errors(spec, rows, None, run)
     return flagged.tolist()
 
 

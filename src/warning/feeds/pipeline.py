@@ -17,12 +17,16 @@ The run, in order:
    row: the latest delivery wins, then the lower ``precedence``), pass it
    through ``warning.ingest.ingest`` into the store, and write lineage, the
    households to re-score, the report and the quarantine.
+
+Steps 2 to 4 are in ``warning.feeds.check``, steps 5 and 6 in
+``warning.feeds.export``, and the table building of step 7 in
+``warning.feeds.build``; this module runs them in order and commits the
+delivery.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import shutil
@@ -30,26 +34,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from pandera.errors import SchemaErrors
 
 from warning.contract import TABLES
 from warning.feeds.build import SHARED_TABLES, build_tables, combine_stores, ingest_partition
-from warning.feeds.identity import IdentityHasher, mask_identities
+from warning.feeds.check import DeliveryRun, spill
+from warning.feeds.export import UNIT_ERROR, ExportResult, merge_rows, read_export, read_spilled
+from warning.feeds.identity import IdentityHasher
 from warning.feeds.install import INSTALL_DIR, commit, is_committing, recover, stage_appended, stage_frame
-from warning.feeds.parse import (
-    MISSING_COLUMN,
-    MISSING_VALUE,
-    PROBLEM_COLUMNS,
-    no_problems,
-    parse_column,
-    problem_frame,
-)
+from warning.feeds.parse import PROBLEM_COLUMNS
 from warning.feeds.partitions import (
     LAYOUT_FILE,
     Layout,
@@ -59,20 +55,11 @@ from warning.feeds.partitions import (
     read_part,
     write_part,
 )
-from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, iter_feed_file
 from warning.feeds.regions import RegionCodes
-from warning.feeds.report import FeedCounts, FeedReport, FileReport
-from warning.feeds.rescore import no_rescore_rows, rescore_rows, stage_rescore
+from warning.feeds.report import FeedReport, FileReport
+from warning.feeds.rescore import no_rescore_rows, stage_rescore
 from warning.feeds.spec import ExportSpec, load_specs
-from warning.feeds.state import (
-    LINEAGE_COLUMNS,
-    MergeResult,
-    key_columns,
-    merge_delivery,
-    read_frame,
-)
-from warning.ingest import table_schema
-from warning.ingest.schemas import VALIDATION_DTYPES, row_rules
+from warning.feeds.state import read_frame
 from warning.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -83,11 +70,6 @@ LOCK_FILE = ".ingest.lock"
 WORK_PREFIX = "delivery-"
 QUARANTINE_COLUMNS = ("feed", "file", *PROBLEM_COLUMNS)
 
-EMPTY_ROW = "empty row"
-NOT_IN_ROSTER = "person not in the household roster"
-HEAD_NOT_IN_ROSTER = "head's household not in the household roster"
-UNIT_ERROR = "likely unit error: amount far above the usual level"
-ALREADY_DELIVERED = "file already delivered"
 SECRET_VARIABLE = "POVWARN_ID_HASH_SECRET"
 MIN_SECRET_LENGTH = 16
 
@@ -120,74 +102,6 @@ def resolve_secret(secret: str | bytes | None, settings: Settings) -> bytes:
             f"{SECRET_VARIABLE} is too short: use at least {MIN_SECRET_LENGTH} characters"
         )
     return key
-
-
-@dataclass
-class _Run:
-    """Configuration and roster shared by the exports of one delivery."""
-
-    delivery: int
-    as_of: pd.Timestamp
-    regions: RegionCodes
-    hasher: IdentityHasher
-    feeds_dir: Path
-    unit_error_ratio: float
-    unit_min_rows: int
-    unit_level_quantile: float
-    block_bytes: int
-    households: pd.Index = field(default_factory=lambda: pd.Index([], dtype="string"))
-    members: pd.Series = field(default_factory=lambda: pd.Series(dtype="string"))
-    latest_month_before: pd.Timestamp | None = None
-
-
-@dataclass
-class _ExportResult:
-    """What one export's files did in this delivery, gathered over files and partitions."""
-
-    spec: ExportSpec
-    counts: FeedCounts
-    files: list[FileReport]
-    problem_parts: list[pd.DataFrame] = field(default_factory=list)
-    rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
-    # The checked rows of this delivery, for an export kept whole (roster and poverty lines).
-    delivered: pd.DataFrame | None = None
-    already_merged: int = 0
-    changed: bool = False
-    history: pd.DataFrame | None = None
-    rescore_parts: list[pd.DataFrame] = field(default_factory=list)
-
-    @property
-    def problems(self) -> pd.DataFrame:
-        parts = [part for part in self.problem_parts if len(part)]
-        return pd.concat(parts, ignore_index=True) if parts else no_problems().assign(feed="", file="")
-
-    def add_merge(self, merge: MergeResult, latest_before: pd.Timestamp | None) -> None:
-        """Count what merging the delivered rows of one partition (or of the whole feed) did."""
-        self.counts.kept += len(merge.kept)
-        self.counts.corrected += len(merge.corrected_before)
-        self.counts.merged += len(merge.merged_rows)
-        self.changed |= merge.changed
-        rescore = rescore_rows(self.spec, merge, latest_before)
-        if len(rescore):
-            self.rescore_parts.append(rescore)
-
-    def finish(self) -> None:
-        """Complete the counts once every partition is merged, and check that no row was lost."""
-        problems = self.problems
-        self.counts.merged += self.already_merged
-        self.counts.quarantined = int(problems[["file", "row"]].drop_duplicates().shape[0]) if len(problems) else 0
-        self.counts.problems = {
-            str(reason): int(count) for reason, count in problems["reason"].value_counts().items()
-        }
-        self.counts.check_balance()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _match_files(source_dir: Path, specs: list[ExportSpec]) -> tuple[dict[str, list[Path]], list[str]]:
@@ -223,423 +137,9 @@ def _previous_files(
     return log, seen
 
 
-def _check_file(
-    spec: ExportSpec, feed_file: FeedFile, run: _Run, report: FileReport
-) -> tuple[pd.DataFrame, dict[str, pd.Series], pd.DataFrame]:
-    """Parse the declared columns of one file block.
-
-    Returns the block without its empty rows, the typed columns of those
-    rows, and the problems of every row (an empty row is one).
-    """
-    frame = feed_file.frame
-    dropped = [name for name in frame.columns if name not in spec.columns]
-    if dropped and not report.dropped_columns:
-        logger.warning("Ignored columns %s of %s: feed %s does not declare them", dropped, feed_file.path, spec.feed)
-    report.dropped_columns = dropped
-    absent = [name for name in spec.columns if name not in frame.columns]
-    report.missing_columns = [name for name in absent if not spec.columns[name].optional]
-    parts = [
-        problem_frame(
-            pd.Index([row for row, _ in feed_file.malformed]),
-            "",
-            pd.Series([text for _, text in feed_file.malformed], dtype=object),
-            MALFORMED_ROW,
-        )
-    ]
-    empty = frame.isna().all(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
-    parts.append(problem_frame(frame.index[empty], "", "", EMPTY_ROW))
-    frame = frame[~empty]
-    found = ", ".join(frame.columns)
-    for name in report.missing_columns:
-        parts.append(problem_frame(frame.index, name, "", MISSING_COLUMN, f"the file has columns {found}"))
-    typed: dict[str, pd.Series] = {}
-    for name, column in spec.columns.items():
-        if name not in frame.columns:
-            typed[name] = pd.Series(pd.NA, index=frame.index, dtype="string")
-            continue
-        region_cells = frame[column.region_column] if column.region_column in frame.columns else None
-        parsed = parse_column(
-            column, frame[name], as_of=run.as_of, regions=run.regions, region_cells=region_cells
-        )
-        typed[name] = parsed.values
-        parts.append(parsed.problems)
-    problems = pd.concat([part for part in parts if len(part)] or [no_problems()], ignore_index=True)
-    return frame, typed, problems
-
-
-def _shown_cells(spec: ExportSpec, frame: pd.DataFrame, column: str, rows: np.ndarray) -> pd.Series:
-    if column not in frame.columns:
-        return pd.Series("", index=rows, dtype="string")
-    cells = frame[column].reindex(rows)
-    return mask_identities(cells) if spec.columns[column].type == "identity" else cells.fillna("")
-
-
-def _link(
-    spec: ExportSpec, typed: dict[str, pd.Series], frame: pd.DataFrame, run: _Run
-) -> tuple[dict[str, pd.Series], pd.DataFrame, pd.Series]:
-    """Hash identity numbers and look households up; return mapped columns, problems and which rows linked."""
-    index = frame.index
-    mapped: dict[str, pd.Series] = {}
-    parts = []
-    linked = pd.Series(False, index=index)
-    for item in spec.mapping:
-        if item.value is not None:
-            mapped[item.target] = pd.Series(item.value, index=index)
-            continue
-        values = typed[str(item.source)]
-        if spec.role == "members" and item.target == "head":
-            households = run.hasher.hash_series("household", values)
-            known = households.isin(run.households).fillna(False).astype(bool)
-            missing = values.notna() & ~known
-            detail = "household id " + households[missing].fillna("")
-            parts.append(
-                problem_frame(
-                    index[missing],
-                    str(item.source),
-                    _shown_cells(spec, frame, str(item.source), index[missing]),
-                    HEAD_NOT_IN_ROSTER,
-                    detail,
-                )
-            )
-            mapped["household_id"] = households.where(known)
-            linked = known
-        elif spec.role == "members" or item.link == "person":
-            mapped["person" if spec.role == "members" else item.target] = run.hasher.hash_series(
-                "person", values
-            )
-        elif item.link == "head":
-            mapped[item.target] = run.hasher.hash_series("household", values)
-            linked = values.notna()
-        elif item.link == "household":
-            persons = run.hasher.hash_series("person", values)
-            positions = run.members.index.get_indexer(persons.fillna(""))
-            households = pd.Series(
-                np.where(
-                    positions >= 0,
-                    run.members.to_numpy(dtype=object)[np.maximum(positions, 0)]
-                    if len(run.members)
-                    else None,
-                    None,
-                ),
-                index=index,
-                dtype="string",
-            )
-            missing = values.notna() & households.isna()
-            detail = "person id " + persons[missing].fillna("")
-            parts.append(
-                problem_frame(
-                    index[missing],
-                    str(item.source),
-                    _shown_cells(spec, frame, str(item.source), index[missing]),
-                    NOT_IN_ROSTER,
-                    detail,
-                )
-            )
-            mapped[item.target] = households
-            linked = households.notna()
-        else:
-            mapped[item.target] = values
-    problems = pd.concat([part for part in parts if len(part)] or [no_problems()], ignore_index=True)
-    return mapped, problems, linked
-
-
-def _contract_frame(spec: ExportSpec, mapped: dict[str, pd.Series], index: pd.Index) -> pd.DataFrame:
-    """Return the mapped rows as a contract table in the validation dtypes of ``warning.ingest``."""
-    table = TABLES[str(spec.target)]
-    dtypes = VALIDATION_DTYPES
-    columns = {}
-    for column in table.columns:
-        values = mapped.get(column.name, pd.Series(pd.NA, index=index))
-        columns[column.name] = values.astype(dtypes[column.kind])
-    return pd.DataFrame(columns, index=index)
-
-
-def _contract_problems(spec: ExportSpec, contract: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """Check mapped rows with the contract schema and return a problem per failed check."""
-    table = TABLES[str(spec.target)]
-    try:
-        table_schema(table, validation_dtypes=True).validate(contract, lazy=True)
-    except SchemaErrors as error:
-        cases = error.failure_cases
-    else:
-        return no_problems()
-    rule_columns = {rule.reason: rule.column for rule in row_rules(0.01)}
-    cases = cases[cases["index"].notna()]
-    sources = {item.target: item.source for item in spec.mapping}
-    parts = []
-    for (check, column), group in cases.groupby(["check", "column"], dropna=False):
-        reason = MISSING_VALUE if check == "not_nullable" else str(check)
-        target = rule_columns.get(reason, column)
-        rows = np.unique(group["index"].astype("int64").to_numpy())
-        source = sources.get(str(target)) or str(target)
-        shown = (
-            _shown_cells(spec, frame, source, rows) if source in spec.columns else pd.Series("", index=rows)
-        )
-        detail = f"contract column {table.name}.{target}"
-        parts.append(problem_frame(pd.Index(rows), source, shown, reason, detail))
-    problems = pd.concat(parts, ignore_index=True) if parts else no_problems()
-    return problems.drop_duplicates(["row", "column", "reason"])
-
-
-def _keys(spec: ExportSpec, typed: dict[str, pd.Series], frame: pd.DataFrame, run: _Run) -> pd.DataFrame:
-    """Return the feed's own key: person ids for identity columns, other cells as delivered."""
-    keys = {}
-    for name, position in zip(spec.key, key_columns(len(spec.key)), strict=True):
-        if spec.columns[name].type == "identity":
-            keys[position] = run.hasher.hash_series("person", typed[name])
-        else:
-            keys[position] = (
-                frame[name].astype("string")
-                if name in frame.columns
-                else pd.Series(pd.NA, index=frame.index, dtype="string")
-            )
-    return pd.DataFrame(keys, index=frame.index)
-
-
-def _value_columns(spec: ExportSpec) -> list[str]:
-    if spec.role == "members":
-        return ["person", "household_id"]
-    return TABLES[str(spec.target)].column_names
-
-
-def _unit_errors(
-    spec: ExportSpec, rows: pd.DataFrame, state: pd.DataFrame | None, run: _Run
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flag rows whose amount is ``unit_error_ratio`` times the usual level of their entity or more.
-
-    The entity is the feed key without its month or date columns (a person for
-    wages, a household and income source for household income). Its usual
-    level is a high quantile (``unit_level_quantile``, taken at a row, not
-    between rows) of the entity's stored and delivered amounts: not the
-    median, because a business closed for most months and then reopened has
-    a median near zero and would have every month of trade flagged. With the
-    upper quartile, up to a quarter of an entity's rows can be unit errors and
-    still be caught. Only entities with at least ``unit_min_rows`` rows are
-    judged. Returns the flags and the usual levels, in the order of ``rows``.
-    """
-    column = str(spec.unit_check)
-    dated = {"month", "date"}
-    entity = [
-        key
-        for name, key in zip(spec.key, key_columns(len(spec.key)), strict=True)
-        if spec.columns[name].type not in dated
-    ]
-    pool = rows[entity + [column]]
-    if state is not None and len(state):
-        pool = pd.concat([state[entity + [column]], pool], ignore_index=True)
-    grouped = pool[column].abs().groupby([pool[name] for name in entity], dropna=False)
-    level = grouped.quantile(run.unit_level_quantile, interpolation="lower")
-    stats = pd.DataFrame({"_level": level, "_count": grouped.size()}).reset_index()
-    stats.columns = entity + ["_level", "_count"]
-    joined = rows[entity + [column]].reset_index(drop=True).merge(stats, on=entity, how="left")
-    usual = joined["_level"].to_numpy(dtype="float64")
-    judged = (joined["_count"] >= run.unit_min_rows).to_numpy() & (usual > 0)
-    flagged = judged & (joined[column].abs().to_numpy(dtype="float64") >= run.unit_error_ratio * usual)
-    return flagged, usual
-
-
 def _is_partitioned(spec: ExportSpec) -> bool:
     """Whether an export's rows are kept in partitions: every export of a contract table with households."""
     return spec.role == "table" and "household_id" in TABLES[str(spec.target)].column_names
-
-
-def _read_export(
-    spec: ExportSpec,
-    paths: list[Path],
-    run: _Run,
-    seen: dict[tuple[str, str], tuple[int, int]],
-    spill_dir: Path | None,
-    partitions: int,
-) -> _ExportResult:
-    """Read, check and link the files of one export, one file in memory at a time.
-
-    The checked rows of a partitioned export go to ``spill_dir``, one file
-    per delivered file and partition; those of other exports are kept in
-    ``delivered``.
-    """
-    result = _ExportResult(spec, FeedCounts(feed=spec.feed, files=[path.name for path in paths]), files=[])
-    rejected_parts: list[pd.DataFrame] = []
-    row_parts: list[pd.DataFrame] = []
-    for position, path in enumerate(paths):
-        report = FileReport(file=path.name, feed=spec.feed, status="read", sha256=_sha256(path))
-        result.files.append(report)
-        previous = seen.get((spec.feed, str(report.sha256)))
-        if previous is not None:
-            report.status = f"{ALREADY_DELIVERED} in delivery {previous[0]}"
-            report.rows = previous[1]
-            result.counts.read += previous[1]
-            result.already_merged += previous[1]
-            logger.info(
-                "Skipped %s of feed %s: the same file came in delivery %d", path.name, spec.feed, previous[0]
-            )
-            continue
-        try:
-            read = _read_file(spec, path, run, report, spill_dir, position, partitions)
-        except FeedFileError as error:
-            report.status = "failed"
-            report.error = error.message
-            logger.error("Could not read %s: %s", path, error.message)
-            continue
-        result.counts.read += read.rows
-        result.counts.linked += read.linked
-        result.problem_parts.extend(read.problems)
-        rejected_parts.extend(read.rejected)
-        row_parts.extend(read.kept)
-    if row_parts:
-        result.delivered = pd.concat(row_parts, ignore_index=True)
-    if rejected_parts:
-        result.rejected = pd.concat(rejected_parts, ignore_index=True)
-    return result
-
-
-@dataclass
-class _FileRows:
-    """What reading one delivered file gave: rows read and linked, problems, rejected rows, checked rows."""
-
-    rows: int = 0
-    linked: int = 0
-    problems: list[pd.DataFrame] = field(default_factory=list)
-    rejected: list[pd.DataFrame] = field(default_factory=list)
-    kept: list[pd.DataFrame] = field(default_factory=list)
-
-
-def _read_file(
-    spec: ExportSpec,
-    path: Path,
-    run: _Run,
-    report: FileReport,
-    spill_dir: Path | None,
-    position: int,
-    partitions: int,
-) -> _FileRows:
-    """Read, check and link one file block by block; checked rows are spilled or returned in ``kept``.
-
-    Raises ``FeedFileError`` for a problem with the whole file, after removing
-    what its earlier blocks spilled, so that a file is taken whole or not at all.
-    """
-    read = _FileRows()
-    values = _value_columns(spec)
-    try:
-        for block, feed_file in enumerate(iter_feed_file(path, spec.feed, run.block_bytes)):
-            report.encoding = feed_file.encoding
-            read.rows += feed_file.rows_read
-            frame, typed, problems = _check_file(spec, feed_file, run, report)
-            clean = ~frame.index.isin(problems["row"])
-            mapped, link_problems, linked = _link(spec, typed, frame, run)
-            read.linked += int((linked & clean).sum())
-            problems = pd.concat(
-                [problems, link_problems[link_problems["row"].isin(frame.index[clean])]], ignore_index=True
-            )
-            clean = ~frame.index.isin(problems["row"])
-            if spec.role == "members":
-                rows = pd.DataFrame({name: mapped[name] for name in values}, index=frame.index)
-            else:
-                rows = _contract_frame(spec, mapped, frame.index)
-                contract_problems = _contract_problems(spec, rows[clean], frame)
-                problems = pd.concat([problems, contract_problems], ignore_index=True)
-            clean = ~frame.index.isin(problems["row"])
-            rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
-            rows = rows.assign(_delivery=run.delivery, _file=path.name, _row=rows.index.to_numpy(dtype="int64"))
-            if spill_dir is None:
-                read.kept.append(rows)
-            else:
-                _spill(
-                    rows.reset_index(drop=True),
-                    _entity_column(spec),
-                    spill_dir,
-                    f"{position:06d}-{block:06d}",
-                    partitions,
-                )
-            read.problems.append(problems.assign(feed=spec.feed, file=path.name))
-            if len(problems):
-                bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
-                read.rejected.append(_rejected_rows(spec, feed_file, bad_rows))
-    except FeedFileError:
-        if spill_dir is not None:
-            for spilled in spill_dir.glob(f"part-*/{position:06d}-*.parquet"):
-                spilled.unlink()
-        raise
-    report.rows = read.rows
-    return read
-
-
-def _entity_column(spec: ExportSpec) -> str:
-    """Return the column that places a partitioned export's rows: the person id of its key's identity number.
-
-    Placing rows by person, not household, keeps every row of a key in one
-    partition when the roster moves the person to another household, so a
-    later row for that key still replaces the stored one.
-    """
-    for name, column in zip(spec.key, key_columns(len(spec.key)), strict=True):
-        if spec.columns[name].type == "identity":
-            return column
-    return "household_id"
-
-
-def _spill(rows: pd.DataFrame, column: str, spill_dir: Path, name: str, partitions: int) -> None:
-    """Write one block's checked rows to ``spill_dir/part-NNNN/<name>.parquet``, partitioned by ``column``."""
-    parts = partition_of(rows[column], partitions)
-    for part in np.unique(parts):
-        folder = spill_dir / f"part-{part:04d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        rows[parts == part].to_parquet(folder / f"{name}.parquet", index=False)
-
-
-def _read_spilled(spill_dir: Path, part: int) -> pd.DataFrame | None:
-    """Return the spilled rows of one partition in delivery order (file order, then row)."""
-    paths = sorted((spill_dir / f"part-{part:04d}").glob("*.parquet"))
-    if not paths:
-        return None
-    return pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
-
-
-def _merge_rows(
-    result: _ExportResult, delivered: pd.DataFrame, state: pd.DataFrame | None, run: _Run
-) -> MergeResult:
-    """Quarantine likely unit errors among delivered rows, then merge the rest into ``state``."""
-    spec = result.spec
-    values = _value_columns(spec)
-    if spec.unit_check is not None:
-        flagged, usual = _unit_errors(spec, delivered, state, run)
-        if flagged.any():
-            bad = delivered[flagged]
-            result.problem_parts.append(
-                pd.DataFrame(
-                    {
-                        "row": bad["_row"].to_numpy(),
-                        "column": next(item.source for item in spec.mapping if item.target == spec.unit_check),
-                        "value": bad[spec.unit_check].astype(str).to_numpy(),
-                        "reason": UNIT_ERROR,
-                        "detail": [f"usual level {value:.2f}" for value in usual[flagged]],
-                        "feed": spec.feed,
-                        "file": bad["_file"].to_numpy(),
-                    }
-                )
-            )
-            delivered = delivered[~flagged]
-            logger.warning("Quarantined %d rows of %s as likely unit errors", len(bad), spec.feed)
-    keys = key_columns(len(spec.key))
-    columns = keys + values + list(LINEAGE_COLUMNS)
-    merge = merge_delivery(
-        state if state is not None else delivered.iloc[0:0][columns],
-        delivered[columns],
-        keys,
-        values,
-        run.delivery,
-    )
-    result.add_merge(merge, run.latest_month_before)
-    return merge
-
-
-def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> pd.DataFrame:
-    """Return the rejected rows as read, identity numbers masked, with file and row number first."""
-    frame = feed_file.frame.reindex(rows[np.isin(rows, feed_file.frame.index)]).copy()
-    for name in frame.columns:
-        if name in spec.columns and spec.columns[name].type == "identity":
-            frame[name] = mask_identities(frame[name])
-    frame.insert(0, "row", frame.index.to_numpy())
-    frame.insert(0, "file", feed_file.path.name)
-    return frame.reset_index(drop=True)
 
 
 def _latest_month(
@@ -775,7 +275,7 @@ def _ingest_delivery(
         state = None if _is_partitioned(spec) else read_frame(state_dir / f"{spec.feed}.parquet")
         if state is not None:
             whole_states[spec.feed] = state
-    run = _Run(
+    run = DeliveryRun(
         delivery=delivery,
         as_of=as_of_date,
         regions=regions,
@@ -843,26 +343,26 @@ def _read_and_merge(
     matched: dict[str, list[Path]],
     whole_states: dict[str, pd.DataFrame],
     by_feed: dict[str, ExportSpec],
-    run: _Run,
+    run: DeliveryRun,
     seen: dict[tuple[str, str], tuple[int, int]],
     work: Path,
     layout: Layout,
     phases: dict[str, float],
-) -> list[_ExportResult]:
+) -> list[ExportResult]:
     """Read every export (roster first), merge the whole ones, then merge the partitioned ones part by part.
 
     New state and history of partitioned exports go to ``work`` until the
     store is built; whole exports keep theirs in their result.
     """
     began = time.perf_counter()
-    results: list[_ExportResult] = []
+    results: list[ExportResult] = []
     _refresh_roster(whole_states, by_feed, run)
     for spec in sorted(specs, key=_process_order):
         spill = work / "delivered" / spec.feed if _is_partitioned(spec) else None
-        result = _read_export(spec, matched[spec.feed], run, seen, spill, layout.partitions)
+        result = read_export(spec, matched[spec.feed], run, seen, spill, layout.partitions)
         results.append(result)
         if result.delivered is not None and len(result.delivered):
-            merge = _merge_rows(result, result.delivered, whole_states.get(spec.feed), run)
+            merge = merge_rows(result, result.delivered, whole_states.get(spec.feed), run)
             result.delivered = None
             if merge.changed:
                 whole_states[spec.feed] = merge.state
@@ -875,10 +375,10 @@ def _read_and_merge(
     state_dir = run.feeds_dir / "state"
     for part in range(layout.partitions):
         for result in partitioned:
-            delivered = _read_spilled(work / "delivered" / result.spec.feed, part)
+            delivered = read_spilled(work / "delivered" / result.spec.feed, part)
             if delivered is None:
                 continue
-            merge = _merge_rows(result, delivered, read_part(state_dir, result.spec.feed, part), run)
+            merge = merge_rows(result, delivered, read_part(state_dir, result.spec.feed, part), run)
             if merge.changed:
                 write_part(_staged_feeds(work) / "state", result.spec.feed, part, merge.state)
             if len(merge.history):
@@ -957,7 +457,7 @@ def _build_store(
         states = {}
         for spec in specs:
             if _is_partitioned(spec):
-                state = _read_spilled(by_household / spec.feed, part)
+                state = read_spilled(by_household / spec.feed, part)
             else:
                 state = whole_states.get(spec.feed)
                 if state is not None and spec.feed in household_parts:
@@ -1018,7 +518,7 @@ def _split_by_household(specs: list[ExportSpec], state_dirs: list[Path], target:
                 if state is not None:
                     break
             if state is not None and len(state):
-                _spill(state, "household_id", target / spec.feed, f"{part:06d}", partitions)
+                spill(state, "household_id", target / spec.feed, f"{part:06d}", partitions)
 
 
 def _staged_feeds(work: Path) -> Path:
@@ -1027,7 +527,7 @@ def _staged_feeds(work: Path) -> Path:
 
 
 def _stage_state(
-    results: list[_ExportResult], whole_states: dict[str, pd.DataFrame], work: Path, store_dir: Path
+    results: list[ExportResult], whole_states: dict[str, pd.DataFrame], work: Path, store_dir: Path
 ) -> None:
     """Stage the changed state of whole exports and every export's history with this delivery's rows added."""
     for result in results:
@@ -1048,7 +548,7 @@ def _process_order(spec: ExportSpec) -> tuple[int, str]:
     return ({"households": 0, "members": 1}.get(spec.role, 2), spec.feed)
 
 
-def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSpec], run: _Run) -> None:
+def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSpec], run: DeliveryRun) -> None:
     """Load the household ids and person-to-household links that the other exports are checked against."""
     households = [
         state["household_id"] for feed, state in states.items() if by_feed[feed].role == "households"
@@ -1064,7 +564,7 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
 
 
 def _stage_delivery(
-    feeds_dir: Path, report: FeedReport, results: list[_ExportResult], log: list[dict[str, object]]
+    feeds_dir: Path, report: FeedReport, results: list[ExportResult], log: list[dict[str, object]]
 ) -> None:
     """Write the delivery's report, summary and quarantine, and the delivery log with it, under ``feeds_dir``."""
     folder = feeds_dir / "deliveries" / f"{report.delivery:04d}"

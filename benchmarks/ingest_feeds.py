@@ -127,6 +127,7 @@ def measure(
                 "then_corrected": second.totals["corrected"],
                 "then_rescore_households": second.rescore_households,
                 "then_ingest_seconds": round(time.perf_counter() - began, 1),
+                "then_phase_seconds": second.phase_seconds,
             }
         totals = report.totals
         slowest = sorted(report.feeds.values(), key=lambda counts: counts.read, reverse=True)[:3]
@@ -141,6 +142,7 @@ def measure(
             "partitions": layout["partitions"],
             "simulate_seconds": round(simulated, 1) if data is None else None,
             "ingest_seconds": round(ingested, 1),
+            "phase_seconds": report.phase_seconds,
             "rows_per_second": round(totals["read"] / ingested),
             "feed_megabytes": round(feed_bytes / 2**20),
             "store_megabytes": round(store_bytes / 2**20),

@@ -1022,3 +1022,63 @@ def test_cli_exits_1_when_a_file_is_unusable(tmp_path: Path, monkeypatch: pytest
     assert result.exit_code == 1, result.output
     assert "could not be used: hrss_pensions.csv" in result.output
     assert (tmp_path / "store" / "income.parquet").exists()
+
+
+def test_changed_secret_is_rejected(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    before = _store_hash(store)
+    with pytest.raises(FeedIngestError, match="not the key that store .* was built with"):
+        _ingest(CORPUS / "valid", store, secret="another-secret-0123456789", as_of=AS_OF)
+    assert _store_hash(store) == before
+    assert _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF).changed is False
+
+
+def test_layout_without_fingerprint_takes_the_key(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    Layout(partitions=1).write(store / "feeds")
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    assert Layout.load(store / "feeds") == Layout(1, IdentityHasher(SECRET).fingerprint())
+
+
+def test_folder_without_feed_files_is_rejected(tmp_path: Path) -> None:
+    source = tmp_path / "delivery"
+    source.mkdir()
+    (source / "notes.txt").write_text("no feed here\n", encoding="utf-8")
+    with pytest.raises(FeedIngestError, match=r"has no file of any feed \(found: notes.txt\)"):
+        _ingest(source, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+    assert not (tmp_path / "store").exists()
+
+
+def test_contract_store_is_not_a_feed_store(simulated: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    ingest(simulated, store)
+    before = _store_hash(store)
+    with pytest.raises(FeedIngestError, match="not built from feeds"):
+        _ingest(simulated / "feeds", store, secret=SECRET)
+    assert _store_hash(store) == before
+    assert not (store / "feeds").exists()
+
+
+def test_cli_exits_2_when_every_row_is_quarantined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from warning.cli import app
+    from warning.settings import get_settings
+
+    store = tmp_path / "store"
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    source = tmp_path / "bad_wages"
+    source.mkdir()
+    lines = (CORPUS / "invalid_identity" / "hrss_wages.csv").read_text(encoding="utf-8").splitlines()
+    (source / "hrss_wages.csv").write_text("\n".join([lines[0], *lines[-3:]]) + "\n", encoding="utf-8")
+    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            app, ["feeds", "ingest", str(source), "--store", str(store), "--as-of", AS_OF]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert "Nothing was stored: all 3 rows read were quarantined" in result.output
+    assert len(_quarantine(store, delivery=2)) == 3

@@ -399,7 +399,8 @@ def feeds_ingest(
 
     Needs POVWARN_ID_HASH_SECRET, the key of the hash that replaces identity numbers.
     Exits with 1 when a file failed or lacked required columns (the rest of
-    the delivery is stored), and with 2 when nothing was stored.
+    the delivery is stored), and with 2 when nothing was stored: no file
+    matched a feed, every row was quarantined, or the store or key is wrong.
     """
     from warning.feeds import FeedIngestError, ingest_feeds
 
@@ -411,6 +412,11 @@ def feeds_ingest(
         raise typer.Exit(2) from error
     typer.echo(report.summary())
     unusable = [entry.file for entry in report.files if entry.status == "failed" or entry.missing_columns]
+    totals = report.totals
+    if totals["kept"] + totals["merged"] == 0:
+        reason = f"all {totals['quarantined']:,} rows read were quarantined" if totals["read"] else "no row was read"
+        typer.echo(f"Nothing was stored: {reason}; correct the files and deliver them again", err=True)
+        raise typer.Exit(2)
     if unusable:
         typer.echo(
             f"{len(unusable)} file(s) could not be used: {', '.join(unusable)}; correct them and deliver them again",

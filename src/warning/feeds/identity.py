@@ -133,6 +133,13 @@ class IdentityHasher:
         # Feeds repeat the same people many times, so each number is hashed once per run.
         self._cache: dict[tuple[str, str], str] = {}
 
+    def fingerprint(self) -> str:
+        """Return an id of the key itself, stored with a feed store so that a changed key is detected.
+
+        It is an HMAC of a fixed message, so it reveals nothing of the key.
+        """
+        return hmac.digest(self._key, b"povwarn identity key fingerprint", hashlib.sha256).hex()[:16]
+
     def hash_one(self, kind: str, number: str) -> str:
         message = f"{kind}:{number.upper()}".encode()
         return hmac.digest(self._key, message, hashlib.sha256).hex()[:HASH_HEX_DIGITS]

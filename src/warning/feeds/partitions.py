@@ -38,21 +38,26 @@ MAX_PARTITIONS = 1024
 
 @dataclass(frozen=True)
 class Layout:
-    """How a store splits its feed rows: the number of household partitions."""
+    """How a store splits its feed rows, and the fingerprint of the identity hash key it was built with.
+
+    ``key_fingerprint`` is None in a layout written before fingerprints were
+    kept; the next ingest adds it.
+    """
 
     partitions: int
+    key_fingerprint: str | None = None
 
     @classmethod
     def load(cls, feeds_dir: Path) -> Layout | None:
         path = feeds_dir / LAYOUT_FILE
         if not path.is_file():
             return None
-        return cls(partitions=int(json.loads(path.read_text(encoding="utf-8"))["partitions"]))
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return cls(partitions=int(body["partitions"]), key_fingerprint=body.get("key_fingerprint"))
 
     def write(self, feeds_dir: Path) -> None:
-        (feeds_dir / LAYOUT_FILE).write_text(
-            json.dumps({"partitions": self.partitions}, indent=2) + "\n", encoding="utf-8"
-        )
+        body = {"partitions": self.partitions, "key_fingerprint": self.key_fingerprint}
+        (feeds_dir / LAYOUT_FILE).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
 
 def choose_partitions(delivered_bytes: int, partitions: int | None, partition_megabytes: float) -> int:

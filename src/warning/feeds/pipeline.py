@@ -181,8 +181,9 @@ def ingest_feeds(
     ``warning.ingest.ingest``, one household partition at a time
     (``warning.feeds.partitions``). Ingesting the same delivery again changes
     no table. Raises ``FeedIngestError`` before writing anything when the
-    folder is missing, a file matches two feeds, or a required contract table
-    would be empty.
+    folder is missing or has no file of any feed, a file matches two feeds,
+    the store was not built from feeds, the key differs from the one the
+    store was built with, or a required contract table would be empty.
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -196,6 +197,16 @@ def ingest_feeds(
     matched, ignored = _match_files(source_dir, specs)
     if ignored:
         logger.warning("Ignored files in %s that match no feed: %s", source_dir, ignored)
+    if not any(matched.values()):
+        raise FeedIngestError(
+            f"delivery folder {source_dir} has no file of any feed (found: {', '.join(ignored) or 'none'}); "
+            "`povwarn feeds list` shows the file names each feed expects"
+        )
+    if (store_dir / "households.parquet").is_file() and not (feeds_dir / LAYOUT_FILE).is_file():
+        raise FeedIngestError(
+            f"store {store_dir} holds tables that were not built from feeds (written by `povwarn ingest`); "
+            "ingest feeds into a new store folder"
+        )
     feeds_dir.mkdir(parents=True, exist_ok=True)
     with _store_lock(feeds_dir):
         recover(store_dir, WORK_PREFIX)
@@ -265,6 +276,13 @@ def _ingest_delivery(
         layout = Layout(
             choose_partitions(delivered_bytes, settings.feed_partitions, settings.feed_partition_megabytes)
         )
+    fingerprint = hasher.fingerprint()
+    if layout.key_fingerprint not in (None, fingerprint):
+        raise FeedIngestError(
+            f"{SECRET_VARIABLE} is not the key that store {store_dir} was built with, so its person and "
+            "household ids would not match the stored ones; set the store's key, or ingest into a new store"
+        )
+    layout = Layout(layout.partitions, fingerprint)
     # Written before any state, so that a run stopped part way leaves a store the next run can use.
     layout.write(feeds_dir)
     log, seen = _previous_files(feeds_dir)

@@ -148,7 +148,10 @@ class FeedReport:
             if notes:
                 lines.append(f"File {entry.file}: {'; '.join(notes)}")
         for table, count in self.conflicts.items():
-            lines.append(f"{count:,} rows of {table} were delivered by two feeds; the latest delivery won")
+            lines.append(
+                f"{count:,} rows of {table} in the store lost to another feed's row with the same key "
+                "(the latest delivery wins, then the lower precedence; see feeds/conflicts/)"
+            )
         if self.unit_errors:
             lines.append(f"{self.unit_errors:,} rows quarantined as likely unit errors")
         if self.rescore_households:

@@ -71,27 +71,21 @@ def split_month(feeds: Path, month: str, first: Path, second: Path) -> None:
     """Copy a delivery into two: rows of months before ``month`` (and undated rows), and rows of ``month``.
 
     Monthly tables (income, claims, assistance, events) are split by their
-    month or date column; the other exports go whole into the first delivery.
+    month or date column (``warning.simulate.deliveries``); the other exports
+    go whole into the first delivery, and rows after ``month`` are dropped.
     """
-    import pandas as pd
+    from warning.simulate.deliveries import split_monthly_deliveries
 
-    from warning.feeds import load_specs
-
-    specs = load_specs()
-    first.mkdir(parents=True, exist_ok=True)
-    second.mkdir(parents=True, exist_ok=True)
-    for path in sorted(feeds.iterdir()):
-        spec = next(spec for spec in specs if spec.matches(path.name))
-        dated = [name for name in spec.key if spec.columns[name].type in ("month", "date")]
-        if not dated or spec.target not in ("income", "medical_claims", "assistance", "events"):
-            shutil.copy(path, first / path.name)
-            continue
-        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
-        column = spec.columns[dated[0]]
-        months = pd.to_datetime(rows[column.name], format=str(column.format)).dt.strftime("%Y-%m")
-        rows[months < month].to_csv(first / path.name, index=False)
-        rows[months == month].to_csv(second / path.name, index=False)
-        print(f"split {path.name}", file=sys.stderr, flush=True)
+    shutil.copytree(feeds, first)
+    later = Path(tempfile.mkdtemp(prefix="later-", dir=first.parent))
+    try:
+        split_monthly_deliveries(first, later, month)
+        second.mkdir(parents=True, exist_ok=True)
+        if (later / month).is_dir():
+            for path in (later / month).iterdir():
+                path.rename(second / path.name)
+    finally:
+        shutil.rmtree(later, ignore_errors=True)
 
 
 def measure(

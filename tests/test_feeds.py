@@ -48,6 +48,7 @@ from warning.feeds.state import ALREADY_STORED, CORRECTED, REPLACED_IN_DELIVERY
 from warning.ingest import ingest
 from warning.settings import Settings
 from warning.simulate import simulate
+from warning.simulate.deliveries import split_monthly_deliveries
 
 SECRET = "test-only-secret-0123456789"
 CORPUS = Path(__file__).parent / "data" / "bad"
@@ -327,34 +328,22 @@ def test_same_delivery_twice_changes_nothing(
     assert third.delivery == 3
 
 
-def _split_by_month(feeds: Path, first: Path, second: Path, last_month: str) -> None:
-    """Copy each feed file into two deliveries: rows up to ``last_month`` and the rest."""
-    specs = {f"{spec.department}_{spec.name}": spec for spec in load_specs()}
-    first.mkdir()
-    second.mkdir()
-    for path in feeds.iterdir():
-        spec = specs[path.stem]
-        dated = [name for name in spec.key if spec.columns[name].type in ("month", "date")]
-        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
-        if not dated or spec.target not in ("income", "medical_claims", "assistance", "events"):
-            rows.to_csv(first / path.name, index=False)
-            continue
-        column = spec.columns[dated[0]]
-        months = pd.to_datetime(rows[column.name], format=str(column.format)).dt.strftime("%Y-%m")
-        rows[months <= last_month].to_csv(first / path.name, index=False)
-        rows[months > last_month].to_csv(second / path.name, index=False)
-
-
-def test_monthly_batches_build_the_same_store(
+def test_monthly_deliveries_build_the_same_store(
     simulated: Path, feed_store: tuple[Path, FeedReport], tmp_path: Path
 ) -> None:
-    one_shot, _ = feed_store
+    one_shot, whole = feed_store
+    first_load = tmp_path / "feeds"
+    shutil.copytree(simulated / "feeds", first_load)
+    moved = split_monthly_deliveries(first_load, tmp_path / "deliveries", "2022-07", specs=SPECS)
+    assert list(moved) == ["2022-07", "2022-08", "2022-09", "2022-10", "2022-11", "2022-12"]
     store = tmp_path / "store"
-    _split_by_month(simulated / "feeds", tmp_path / "batch1", tmp_path / "batch2", "2022-06")
-    _ingest(tmp_path / "batch1", store, secret=SECRET)
-    second = _ingest(tmp_path / "batch2", store, secret=SECRET)
-    assert second.totals["corrected"] == 0
-    assert second.rescore_households == 0
+    reports = [_ingest(first_load, store, secret=SECRET)]
+    for month in moved:
+        reports.append(_ingest(tmp_path / "deliveries" / month, store, secret=SECRET))
+        assert reports[-1].totals["read"] == moved[month]
+        assert reports[-1].totals["corrected"] == 0
+        assert reports[-1].rescore_households == 0
+    assert sum(report.totals["kept"] for report in reports) == whole.totals["kept"]
     assert not (store / "rescore.parquet").exists()
     for name in TABLES:
         pd.testing.assert_frame_equal(
@@ -441,7 +430,12 @@ def test_partitioned_store_equals_one_partition(
 
 
 def test_partitioned_batches_and_correction_match_one_partition(simulated: Path, tmp_path: Path) -> None:
-    _split_by_month(simulated / "feeds", tmp_path / "batch1", tmp_path / "batch2", "2022-06")
+    shutil.copytree(simulated / "feeds", tmp_path / "batch1")
+    split_monthly_deliveries(tmp_path / "batch1", tmp_path / "later", "2022-07", specs=SPECS)
+    (tmp_path / "batch2").mkdir()
+    for path in sorted((tmp_path / "later").glob("*/*")):
+        # One delivery of the last six months, one file per month and export.
+        shutil.copy(path, tmp_path / "batch2" / f"{path.stem}-{path.parent.name}{path.suffix}")
     wages = pd.read_csv(simulated / "feeds" / "hrss_wages.csv", dtype=str)
     corrected = wages[wages["所属年月"] == "202203"].iloc[[0]].copy()
     corrected["应发工资"] = (corrected["应发工资"].astype(float) + 500).astype(str)

@@ -52,9 +52,23 @@ def simulate(
     as_feeds: Annotated[
         bool, typer.Option("--as-feeds", help="also write the tables as department feeds under OUT/feeds")
     ] = False,
+    monthly_deliveries: Annotated[
+        int,
+        typer.Option(
+            help="with --as-feeds, move the last N months of monthly feeds into OUT/deliveries/YYYY-MM/",
+            min=0,
+            max=24,
+        ),
+    ] = 0,
 ) -> None:
     """Simulate households and write the contract tables, with the true cause of every fall."""
+    import pandas as pd
+
     from warning.simulate import simulate as run_simulation
+    from warning.simulate.deliveries import split_monthly_deliveries
+
+    if monthly_deliveries and not as_feeds:
+        raise typer.BadParameter("--monthly-deliveries needs --as-feeds", param_hint="--monthly-deliveries")
 
     settings = _settings(work_dir)
     out = out or settings.work_dir / "simulated"
@@ -73,6 +87,13 @@ def simulate(
         f"in {summary.elapsed_seconds:.1f} s into {summary.out_dir}; "
         f"{summary.households_with_falls} households fell below the line (falls by true cause: {falls})"
     )
+    if monthly_deliveries:
+        first = (pd.Period(summary.start, "M") + (summary.months - monthly_deliveries)).strftime("%Y-%m")
+        moved = split_monthly_deliveries(out / "feeds", out / "deliveries", first)
+        typer.echo(
+            f"Moved the feed rows of {len(moved)} months from {first} into {out / 'deliveries'}: "
+            + ", ".join(f"{month} {rows:,} rows" for month, rows in moved.items())
+        )
     if as_feeds:
         typer.echo(f"Department feeds written to {out / 'feeds'}; ingest them with `povwarn feeds ingest`")
 

@@ -8,9 +8,9 @@ writes ``truth/risk``, each household's true probability of a fall, which
 this file.
 """
 
+from warning.simulate.oracle import read_oracle
 from warning.simulate.params import DEFAULT_PARAMETERS_PATH, Parameters
 from warning.simulate.run import SimulationSummary, read_truth, simulate
-from warning.simulate.oracle import read_oracle
 
 __all__ = [
     "DEFAULT_PARAMETERS_PATH",

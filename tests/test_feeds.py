@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from warning.contract import TABLES
+from warning.explain.truth import read_falls
 from warning.feeds import (
     FeedIngestError,
     FeedReport,
@@ -49,6 +50,7 @@ from warning.ingest import ingest
 from warning.settings import Settings
 from warning.simulate import simulate
 from warning.simulate.deliveries import split_monthly_deliveries
+from warning.simulate.feeds import feed_household_ids
 
 SECRET = "test-only-secret-0123456789"
 CORPUS = Path(__file__).parent / "data" / "bad"
@@ -1076,3 +1078,13 @@ def test_cli_exits_2_when_every_row_is_quarantined(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 2, result.output
     assert "Nothing was stored: all 3 rows read were quarantined" in result.output
     assert len(_quarantine(store, delivery=2)) == 3
+
+
+def test_truth_falls_join_the_feed_store(simulated: Path, feed_store: tuple[Path, FeedReport]) -> None:
+    store, _ = feed_store
+    hashed = feed_household_ids(simulated / "truth", IdentityHasher(SECRET))
+    households = pd.read_parquet(store / "households.parquet")["household_id"]
+    assert set(hashed) == set(households)
+    assert len(hashed) == 40
+    # The fixture is written as CSV, so this reads falls.csv.
+    assert list(read_falls(simulated / "truth").columns) == ["household_id", "month", "cause"]

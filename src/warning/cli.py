@@ -172,8 +172,17 @@ def causes(
     settings = _settings(work_dir)
     bundle = load_champion(settings)
     catalogue = catalogue_of(bundle, settings.catalogue_path)
-    panel = Panel(read_store(store or settings.store_dir), lines=bundle.lines)
-    falls = read_falls(truth or settings.work_dir / "simulated" / "truth")
+    store_dir = store or settings.store_dir
+    truth_dir = truth or settings.work_dir / "simulated" / "truth"
+    panel = Panel(read_store(store_dir), lines=bundle.lines)
+    falls = read_falls(truth_dir)
+    if (store_dir / "feeds" / "layout.json").is_file():
+        from warning.feeds import IdentityHasher, resolve_secret
+        from warning.simulate.feeds import feed_household_ids
+
+        # A store built from feeds names households by hashed identity numbers, not the simulator's ids.
+        hashed = feed_household_ids(truth_dir, IdentityHasher(resolve_secret(None, settings)))
+        falls["household_id"] = falls["household_id"].astype(str).map(hashed)
     results = measure_cause_recovery(panel, bundle, catalogue, falls, settings.horizon_months, settings.top_causes)
     report_path = settings.work_dir / "reports" / "cause_recovery.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,14 @@ logger = logging.getLogger(__name__)
 
 
 def read_falls(truth_dir: Path) -> pd.DataFrame:
-    """Read ``falls.parquet`` (household_id, month as YYYY-MM or date, cause)."""
-    path = Path(truth_dir) / "falls.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; only simulated datasets record true causes")
-    falls = pd.read_parquet(path)
+    """Read ``falls.parquet`` or ``falls.csv`` (household_id, month as YYYY-MM or date, cause)."""
+    parquet, csv = Path(truth_dir) / "falls.parquet", Path(truth_dir) / "falls.csv"
+    if parquet.exists():
+        falls = pd.read_parquet(parquet)
+    elif csv.exists():
+        falls = pd.read_csv(csv, dtype=str)
+    else:
+        raise FileNotFoundError(f"{parquet} not found (nor falls.csv); only simulated datasets record true causes")
     falls["month"] = pd.to_datetime(falls["month"].astype(str).str[:7], format="%Y-%m").astype("datetime64[ms]")
     return falls
 

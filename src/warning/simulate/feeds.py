@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warning.contract import TABLES
-from warning.feeds.identity import check_characters
+from warning.feeds.identity import IdentityHasher, check_characters
 from warning.feeds.spec import ExportSpec, load_specs
 from warning.simulate.population import ROLE_LOCAL, ROLE_MIGRANT, Population
 
@@ -252,6 +252,18 @@ def _read_contract(folder: Path, name: str) -> pd.DataFrame:
             if column.kind in ("id", "text", "region", "category", "month")
         },
     )
+
+
+def feed_household_ids(truth_dir: Path, hasher: IdentityHasher) -> pd.Series:
+    """Return the household id that feed ingest gives each simulated household, indexed by the simulator's id.
+
+    Feed ingest names a household by the keyed hash of its head's identity
+    number, so truth files join a store built from the feeds through this map.
+    """
+    identities = pd.read_parquet(Path(truth_dir) / f"{IDENTITIES_FILE}.parquet")
+    heads = identities[identities["is_head"]]
+    hashed = hasher.hash_many("household", heads["identity_number"].astype(str))
+    return pd.Series(hashed, index=pd.Index(heads["household_id"].astype(str)), dtype="string")
 
 
 def _write(table: pa.Table, path: Path, file_format: str) -> None:

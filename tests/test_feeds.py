@@ -40,6 +40,7 @@ from warning.feeds.identity import (
     WRONG_LENGTH,
     identity_problems,
 )
+from warning.feeds.lookup import lookup_identities, read_roster
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
 from warning.feeds.pipeline import _store_lock
 from warning.feeds.read import iter_feed_file, read_feed_file
@@ -1088,3 +1089,28 @@ def test_truth_falls_join_the_feed_store(simulated: Path, feed_store: tuple[Path
     assert len(hashed) == 40
     # The fixture is written as CSV, so this reads falls.csv.
     assert list(read_falls(simulated / "truth").columns) == ["household_id", "month", "cause"]
+
+
+def test_lookup_finds_household_of_each_number(simulated: Path, feed_store: tuple[Path, FeedReport]) -> None:
+    store, _ = feed_store
+    identities = pd.read_parquet(simulated / "truth" / "identities.parquet")
+    head = identities[identities["is_head"]].iloc[0]
+    member = identities[~identities["is_head"]].iloc[0]
+    unknown = "110105199001011232"
+    assert check_character(unknown[:17]) == unknown[17]
+    hasher = IdentityHasher(SECRET)
+    numbers = pd.Series([head["identity_number"], member["identity_number"], unknown, "12345"])
+    found = lookup_identities(numbers, read_roster(store, SPECS, hasher), hasher, pd.Timestamp(AS_OF))
+    _, households = _hashed_truth(simulated)
+    assert found["household_id"].iloc[0] == households[head["household_id"]]
+    assert found["household_id"].iloc[1] == households[member["household_id"]]
+    assert found["is_head"].tolist() == [True, False, False, False]
+    assert pd.isna(found["household_id"].iloc[2])
+    assert found["problem"].iloc[3] == WRONG_LENGTH
+    assert found["identity_number"].iloc[0] == mask_identity(head["identity_number"])
+
+
+def test_lookup_with_another_key_is_rejected(feed_store: tuple[Path, FeedReport]) -> None:
+    store, _ = feed_store
+    with pytest.raises(FeedIngestError, match="not the key"):
+        read_roster(store, SPECS, IdentityHasher("another-secret-0123456789"))

@@ -455,6 +455,42 @@ def feeds_ingest(
         raise typer.Exit(1)
 
 
+@feeds_app.command("lookup")
+def feeds_lookup(
+    numbers: Annotated[list[str] | None, typer.Argument(help="resident identity numbers to look up")] = None,
+    numbers_file: Annotated[
+        Path | None, typer.Option("--numbers-file", help="text file with one identity number per line")
+    ] = None,
+    store: Annotated[Path | None, typer.Option(help="feed store folder (default: WORK_DIR/store)")] = None,
+    work_dir: WorkDir = None,
+) -> None:
+    """Print the person and household ids that the store gives identity numbers, in input order.
+
+    Numbers are hashed with POVWARN_ID_HASH_SECRET and printed masked, so the
+    output never contains a raw number.
+    """
+    import pandas as pd
+
+    from warning.feeds import IdentityHasher, load_specs, resolve_secret
+    from warning.feeds.lookup import lookup_identities, read_roster
+
+    settings = _settings(work_dir)
+    given = list(numbers or [])
+    if numbers_file is not None:
+        lines = numbers_file.read_text(encoding="utf-8-sig").splitlines()
+        given += [line.strip() for line in lines if line.strip()]
+    if not given:
+        raise typer.BadParameter("give identity numbers as arguments or with --numbers-file")
+    hasher = IdentityHasher(resolve_secret(None, settings))
+    roster = read_roster(store or settings.store_dir, load_specs(settings.feed_specs_dir), hasher)
+    found = lookup_identities(pd.Series(given), roster, hasher, pd.Timestamp.now().normalize())
+    typer.echo(found.fillna("").to_string(index=False))
+    typer.echo(
+        f"{int(found['household_id'].notna().sum())} of {len(found)} numbers are in the household roster",
+        err=True,
+    )
+
+
 @feeds_app.command("list")
 def feeds_list(work_dir: WorkDir = None) -> None:
     """List every feed of the specifications: its file patterns and the contract table it fills."""
@@ -484,6 +520,7 @@ def main() -> None:
     """
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from warning.feeds import FeedIngestError
     from warning.ingest import IngestError
 
     # MLflow draws a progress bar for every artifact download, which floods the
@@ -491,7 +528,9 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
-    except (OSError, ValueError, KeyError, OverflowError, IngestError, ArgumentError, SQLAlchemyError) as error:
+    except (
+        OSError, ValueError, KeyError, OverflowError, IngestError, FeedIngestError, ArgumentError, SQLAlchemyError
+    ) as error:
         logger.debug("Command failed", exc_info=True)
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)

@@ -1114,3 +1114,13 @@ def test_lookup_with_another_key_is_rejected(feed_store: tuple[Path, FeedReport]
     store, _ = feed_store
     with pytest.raises(FeedIngestError, match="not the key"):
         read_roster(store, SPECS, IdentityHasher("another-secret-0123456789"))
+
+
+def test_delivery_dated_before_the_last_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "store"
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    with caplog.at_level("WARNING", logger="warning.feeds.pipeline"):
+        _ingest(CORPUS / "valid", store, secret=SECRET, as_of="2024-03-31")
+    assert "Delivery 2 is dated 2024-03-31, before delivery 1 (2024-06-30)" in caplog.text
+    log = json.loads((store / "feeds" / "deliveries.json").read_text(encoding="utf-8"))
+    assert [entry["as_of"] for entry in log] == [AS_OF, "2024-03-31"]

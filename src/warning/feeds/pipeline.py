@@ -287,6 +287,15 @@ def _ingest_delivery(
     layout.write(feeds_dir)
     log, seen = _previous_files(feeds_dir)
     delivery = len(log) + 1
+    previous_as_of = log[-1].get("as_of") if log else None
+    if previous_as_of is not None and as_of_date < pd.Timestamp(str(previous_as_of)):
+        logger.warning(
+            "Delivery %d is dated %s, before delivery %d (%s); check --as-of if that is not intended",
+            delivery,
+            as_of_date.date(),
+            delivery - 1,
+            previous_as_of,
+        )
     by_feed = {spec.feed: spec for spec in specs}
     whole_states: dict[str, pd.DataFrame] = {}
     for spec in specs:
@@ -608,6 +617,7 @@ def _stage_delivery(
         {
             "delivery": report.delivery,
             "started_at": report.started_at,
+            "as_of": report.as_of,
             "source_dir": report.source_dir,
             "files": files,
         }

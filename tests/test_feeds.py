@@ -418,7 +418,7 @@ def test_partitioned_store_equals_one_partition(
     store = tmp_path / "store"
     report = _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=4))
 
-    assert Layout.load(store / "feeds") == Layout(partitions=4)
+    assert Layout.load(store / "feeds").partitions == 4
     parts = sorted(path.name for path in (store / "feeds" / "state" / "hrss.wages.parquet").iterdir())
     assert parts == [f"part-{part:04d}.parquet" for part in range(4)]
     assert report.totals == one_report.totals
@@ -524,7 +524,7 @@ def test_partitions_are_fixed_by_the_first_delivery(simulated: Path, tmp_path: P
     store = tmp_path / "store"
     _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=2))
     _ingest(simulated / "feeds", store, secret=SECRET, settings=Settings(feed_partitions=5))
-    assert Layout.load(store / "feeds") == Layout(partitions=2)
+    assert Layout.load(store / "feeds").partitions == 2
 
 
 def test_partition_count_follows_delivered_size() -> None:

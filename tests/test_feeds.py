@@ -7,6 +7,7 @@ import codecs
 import hashlib
 import json
 import os
+import re
 import shutil
 import zlib
 from pathlib import Path
@@ -41,6 +42,7 @@ from warning.feeds.identity import (
     identity_problems,
 )
 from warning.feeds.lookup import lookup_identities, read_roster
+from warning.feeds.parse import date_pattern
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
 from warning.feeds.pipeline import _store_lock
 from warning.feeds.read import iter_feed_file, read_feed_file
@@ -1124,3 +1126,89 @@ def test_delivery_dated_before_the_last_is_logged(tmp_path: Path, caplog: pytest
     assert "Delivery 2 is dated 2024-03-31, before delivery 1 (2024-06-30)" in caplog.text
     log = json.loads((store / "feeds" / "deliveries.json").read_text(encoding="utf-8"))
     assert [entry["as_of"] for entry in log] == [AS_OF, "2024-03-31"]
+
+
+def _valid_with_wages(tmp_path: Path, extra_lines: list[str], header: str | None = None, name: str = "hrss_wages.csv") -> Path:
+    """Copy the valid corpus case and append lines to its wages file (optionally with another header)."""
+    source = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", source)
+    wages = (source / "hrss_wages.csv").read_text(encoding="utf-8").splitlines()
+    (source / "hrss_wages.csv").unlink()
+    lines = [header or wages[0], *wages[1:], *extra_lines]
+    (source / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return source
+
+
+def _stored_text(store: Path) -> str:
+    """Return every text, CSV and JSON file of a store and the text of its Parquet files, joined."""
+    parts = []
+    for path in sorted(store.rglob("*")):
+        if path.suffix in (".csv", ".json", ".txt"):
+            parts.append(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".parquet" and path.is_file():
+            parts.append(pd.read_parquet(path).astype(str).to_csv())
+    return "\n".join(parts)
+
+
+def test_undeclared_column_is_masked_in_rejected_rows(tmp_path: Path) -> None:
+    spouse = "520123196805200122"
+    source = _valid_with_wages(tmp_path, [f"520123196503120119,2023-13,3400,{spouse}"], header="身份证号,所属年月,应发工资,配偶身份证号")
+    # The valid rows need the new column too.
+    text = (source / "hrss_wages.csv").read_text(encoding="utf-8").splitlines()
+    fixed = [text[0]] + [line if line.count(",") == 3 else line + "," for line in text[1:]]
+    (source / "hrss_wages.csv").write_text("\n".join(fixed) + "\n", encoding="utf-8")
+    store = tmp_path / "store"
+    report = _ingest(source, store, secret=SECRET, as_of=AS_OF)
+    assert report.feeds["hrss.wages"].quarantined == 1
+    rejected = (store / "feeds" / "deliveries" / "0001" / "rejected" / "hrss.wages.csv").read_text(encoding="utf-8")
+    assert mask_identity(spouse) in rejected
+    assert spouse not in _stored_text(store)
+
+
+def test_identity_number_in_amount_is_masked(tmp_path: Path) -> None:
+    number = "621121195807040238"
+    source = _valid_with_wages(tmp_path, [f"{number},202303,{number}"])
+    store = tmp_path / "store"
+    _ingest(source, store, secret=SECRET, as_of=AS_OF)
+    quarantine = _quarantine(store)
+    assert quarantine["value"].tolist() == [mask_identity(number)]
+    assert number not in _stored_text(store)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("５２０１２３１９６５０３１２０１１９,202303,3400", NOT_DIGITS),
+        ("520123196503120119,202303,１９８７", "not a valid number"),
+        ("520123196503120119,202303,٣٤٥", "not a valid number"),
+        ("520123196503120119,２０２３０３,3400", "not a valid month (expected %Y%m)"),
+        ("520123196503120119,20233,3400", "not a valid month (expected %Y%m)"),
+    ],
+)
+def test_non_ascii_and_short_cells_are_quarantined(line: str, reason: str, tmp_path: Path) -> None:
+    source = _valid_with_wages(tmp_path, [line])
+    store = tmp_path / "store"
+    report = _ingest(source, store, secret=SECRET, as_of=AS_OF)
+    quarantine = _quarantine(store)
+    assert quarantine["reason"].tolist() == [reason]
+    assert report.feeds["hrss.wages"].kept == 5
+    assert "５２０１２３１９６５０３１２０１１９" not in _stored_text(store)
+
+
+def test_date_without_separators_needs_every_digit() -> None:
+    assert date_pattern("%Y%m%d") == "[0-9]{4}[0-9]{2}[0-9]{2}"
+    cells = pd.Series(["20230115", "202311", "2023111", "2023年3月", "2023年03月"])
+    assert bool(re.fullmatch(date_pattern("%Y%m%d"), cells[0]))
+    assert not re.fullmatch(date_pattern("%Y%m%d"), cells[1])
+    assert not re.fullmatch(date_pattern("%Y%m%d"), cells[2])
+    assert bool(re.fullmatch(date_pattern("%Y年%m月"), cells[3]))
+    assert bool(re.fullmatch(date_pattern("%Y年%m月"), cells[4]))
+
+
+def test_file_name_with_identity_number_is_masked(tmp_path: Path) -> None:
+    number = "520123196503120119"
+    source = _valid_with_wages(tmp_path, [], name=f"hrss_wages-{number}.csv")
+    store = tmp_path / "store"
+    report = _ingest(source, store, secret=SECRET, as_of=AS_OF)
+    assert f"hrss_wages-{mask_identity(number)}.csv" in [entry.file for entry in report.files]
+    assert number not in _stored_text(store)

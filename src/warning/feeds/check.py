@@ -20,7 +20,7 @@ import pandas as pd
 from pandera.errors import SchemaErrors
 
 from warning.contract import TABLES
-from warning.feeds.identity import IdentityHasher, mask_identities
+from warning.feeds.identity import IdentityHasher, mask_identities, mask_identities_in_cells, shown_file_name
 from warning.feeds.parse import MISSING_COLUMN, MISSING_VALUE, no_problems, parse_column, problem_frame
 from warning.feeds.partitions import partition_of
 from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, iter_feed_file
@@ -106,7 +106,9 @@ def _shown_cells(spec: ExportSpec, frame: pd.DataFrame, column: str, rows: np.nd
     if column not in frame.columns:
         return pd.Series("", index=rows, dtype="string")
     cells = frame[column].reindex(rows)
-    return mask_identities(cells) if spec.columns[column].type == "identity" else cells.fillna("")
+    if spec.columns[column].type == "identity":
+        return mask_identities(cells)
+    return mask_identities_in_cells(cells)
 
 
 def _link(
@@ -287,7 +289,7 @@ def read_file(
             clean = ~frame.index.isin(problems["row"])
             rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
             rows = rows.assign(
-                _delivery=run.delivery, _file=path.name, _row=rows.index.to_numpy(dtype="int64")
+                _delivery=run.delivery, _file=shown_file_name(path), _row=rows.index.to_numpy(dtype="int64")
             )
             if spill_dir is None:
                 read.kept.append(rows)
@@ -299,7 +301,7 @@ def read_file(
                     f"{position:06d}-{block:06d}",
                     partitions,
                 )
-            read.problems.append(problems.assign(feed=spec.feed, file=path.name))
+            read.problems.append(problems.assign(feed=spec.feed, file=shown_file_name(path)))
             if len(problems):
                 bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
                 read.rejected.append(_rejected_rows(spec, feed_file, bad_rows))
@@ -340,6 +342,8 @@ def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> p
     for name in frame.columns:
         if name in spec.columns and spec.columns[name].type == "identity":
             frame[name] = mask_identities(frame[name])
+        else:
+            frame[name] = mask_identities_in_cells(frame[name])
     frame.insert(0, "row", frame.index.to_numpy())
-    frame.insert(0, "file", feed_file.path.name)
+    frame.insert(0, "file", shown_file_name(feed_file.path))
     return frame.reset_index(drop=True)

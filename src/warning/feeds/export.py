@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from warning.feeds.check import DeliveryRun, read_file, value_columns
+from warning.feeds.identity import shown_file_name
 from warning.feeds.parse import no_problems
 from warning.feeds.read import FeedFileError
 from warning.feeds.report import FeedCounts, FileReport
@@ -96,11 +97,11 @@ def read_export(
     per delivered file and partition; those of other exports are kept in
     ``delivered``.
     """
-    result = ExportResult(spec, FeedCounts(feed=spec.feed, files=[path.name for path in paths]), files=[])
+    result = ExportResult(spec, FeedCounts(feed=spec.feed, files=[shown_file_name(path) for path in paths]), files=[])
     rejected_parts: list[pd.DataFrame] = []
     row_parts: list[pd.DataFrame] = []
     for position, path in enumerate(paths):
-        report = FileReport(file=path.name, feed=spec.feed, status="read", sha256=_sha256(path))
+        report = FileReport(file=shown_file_name(path), feed=spec.feed, status="read", sha256=_sha256(path))
         result.files.append(report)
         previous = seen.get((spec.feed, str(report.sha256)))
         if previous is not None:
@@ -109,7 +110,10 @@ def read_export(
             result.counts.read += previous[1]
             result.already_merged += previous[1]
             logger.info(
-                "Skipped %s of feed %s: the same file came in delivery %d", path.name, spec.feed, previous[0]
+                "Skipped %s of feed %s: the same file came in delivery %d",
+                report.file,
+                spec.feed,
+                previous[0],
             )
             continue
         try:
@@ -117,7 +121,7 @@ def read_export(
         except FeedFileError as error:
             report.status = "failed"
             report.error = error.message
-            logger.error("Could not read %s: %s", path, error.message)
+            logger.error("Could not read %s: %s", report.file, error.message)
             continue
         result.counts.read += read.rows
         result.counts.linked += read.linked

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,23 @@ def mask_identities_in_text(text: str) -> str:
     return _NUMBER_IN_TEXT.sub(lambda match: match.group(1) + "*" * 8 + match.group(2), text)
 
 
+def mask_identities_in_cells(values: pd.Series) -> pd.Series:
+    """Return ``mask_identities_in_text`` of each cell, for columns not declared as identity numbers.
+
+    An identity number can reach any column (a shifted row, a column the
+    export does not declare), and quarantine files show cells as read.
+    Missing values become ''.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    masked = np.array([mask_identities_in_text(str(value)) for value in uniques] + [""], dtype=object)
+    return pd.Series(masked[codes], index=values.index, dtype="string")
+
+
+def shown_file_name(path: Path) -> str:
+    """Return a delivered file's name as reports, lineage and messages show it: identity numbers masked."""
+    return mask_identities_in_text(Path(path).name)
+
+
 def mask_identities(values: pd.Series) -> pd.Series:
     """Return ``mask_identity`` of each value; missing values become ''."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -100,7 +118,7 @@ def _unique_problems(numbers: pd.Series, latest_birth: pd.Timestamp) -> np.ndarr
     reasons = np.full(len(numbers), None, dtype=object)
     right_length = (numbers.str.len() == IDENTITY_LENGTH).to_numpy(dtype=bool)
     reasons[~right_length] = WRONG_LENGTH
-    well_formed = right_length & numbers.str.fullmatch(r"\d{17}[\dX]").fillna(False).to_numpy(dtype=bool)
+    well_formed = right_length & numbers.str.fullmatch(r"[0-9]{17}[0-9X]").fillna(False).to_numpy(dtype=bool)
     reasons[right_length & ~well_formed] = NOT_DIGITS
     if not well_formed.any():
         return reasons

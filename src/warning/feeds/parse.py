@@ -8,6 +8,7 @@ reports can count them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warning.feeds.identity import identity_problems, mask_identities
+from warning.feeds.identity import identity_problems, mask_identities, mask_identities_in_cells
 from warning.feeds.regions import RegionCodes
 from warning.feeds.spec import SourceColumn
 
@@ -32,8 +33,10 @@ TOWNSHIP_OUTSIDE_REGION = "township code does not start with the region code"
 AFTER_DELIVERY = "after the delivery date"
 
 PROBLEM_COLUMNS = ("row", "column", "value", "reason", "detail")
-INTEGER_TEXT = r"[+-]?\d{1,15}"
-NUMBER_TEXT = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+# Digits are ASCII only: ``\d`` would also match fullwidth and Arabic-Indic digits, which later
+# conversions reject.
+INTEGER_TEXT = r"[+-]?[0-9]{1,15}"
+NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 # Money is kept to the fen, so that unit conversions (fen, 10,000 yuan) give exact yuan values.
 MONEY_DECIMALS = 2
 
@@ -80,7 +83,7 @@ def no_problems() -> pd.DataFrame:
 
 def _shown(column: SourceColumn, cells: pd.Series) -> pd.Series:
     """Return cells as they may appear in a quarantine file: identity numbers masked."""
-    return mask_identities(cells) if column.type == "identity" else cells.fillna("")
+    return mask_identities(cells) if column.type == "identity" else mask_identities_in_cells(cells)
 
 
 def _problems_where(
@@ -93,10 +96,36 @@ def _problems_where(
     return problem_frame(cells.index[bad], column.name, _shown(column, cells[bad]), reason, chosen)
 
 
+def date_pattern(date_format: str) -> str:
+    """Return a regular expression of the cells a ``%Y``/``%m``/``%d`` format accepts, digits in ASCII.
+
+    strptime reads ``%m`` and ``%d`` as one or two digits, so with ``%Y%m%d``
+    the cell ``202111`` would be 2021-01-01. A month or day next to another
+    field must therefore have two digits; one between separators, as in
+    ``%Y年%m月``, may have one.
+    """
+    tokens = re.findall(r"%[A-Za-z]|[^%]+", date_format)
+    parts = []
+    for position, token in enumerate(tokens):
+        if token == "%Y":
+            parts.append("[0-9]{4}")
+        elif token in ("%m", "%d"):
+            neighbours = tokens[max(position - 1, 0) : position] + tokens[position + 1 : position + 2]
+            touching = any(other.startswith("%") for other in neighbours)
+            parts.append("[0-9]{2}" if touching else "[0-9]{1,2}")
+        elif token.startswith("%"):
+            raise ValueError(f"date format {date_format!r}: only %Y, %m and %d are supported, got {token}")
+        else:
+            parts.append(re.escape(token))
+    return "".join(parts)
+
+
 def _parse_dates(cells: pd.Series, date_format: str) -> pd.Series:
     """Parse distinct cells with a strptime format; a cell that does not match exactly is NaT."""
     codes, uniques = pd.factorize(cells, use_na_sentinel=True)
-    parsed = pd.to_datetime(pd.Series(uniques, dtype=object), format=date_format, errors="coerce", exact=True)
+    distinct = pd.Series(uniques, dtype=object)
+    shaped = distinct.astype(str).str.fullmatch(date_pattern(date_format)).to_numpy(dtype=bool)
+    parsed = pd.to_datetime(distinct.where(shaped), format=date_format, errors="coerce", exact=True)
     values = np.append(parsed.to_numpy(dtype="datetime64[ms]"), np.datetime64("NaT", "ms"))
     return pd.Series(values[codes], index=cells.index)
 
@@ -132,7 +161,7 @@ def parse_column(
             parts.append(_problems_where(column, cells, reasons == reason, str(reason)))
         values = cells.str.upper().where(reasons.isna())
     elif kind == "region":
-        well_formed = cells.str.fullmatch(r"\d{6}").fillna(False).astype(bool)
+        well_formed = cells.str.fullmatch(r"[0-9]{6}").fillna(False).astype(bool)
         parts.append(_problems_where(column, cells, present & ~well_formed, REGION_FORMAT))
         resolution = regions.resolve(cells.where(well_formed))
         detail = "not in the region code table; add it with its validity dates or its successor"
@@ -156,7 +185,7 @@ def parse_column(
         months = dates.where(~late).to_numpy(dtype="datetime64[M]").astype("datetime64[ms]")
         values = pd.Series(months, index=cells.index)
     elif kind == "year":
-        valid = cells.str.fullmatch(r"\d{4}").fillna(False).astype(bool)
+        valid = cells.str.fullmatch(r"[0-9]{4}").fillna(False).astype(bool)
         parts.append(_problems_where(column, cells, present & ~valid, NOT_A_YEAR))
         years = _to_float(cells.where(valid)).astype("Int64")
         late = years > as_of.year
@@ -189,7 +218,7 @@ def _parse_township(
 ) -> tuple[pd.Series, list[pd.DataFrame]]:
     """Check 9-digit township codes and move them under the current code of their county."""
     present = cells.notna()
-    well_formed = cells.str.fullmatch(r"\d{9}").fillna(False).astype(bool)
+    well_formed = cells.str.fullmatch(r"[0-9]{9}").fillna(False).astype(bool)
     parts = [_problems_where(column, cells, present & ~well_formed, TOWNSHIP_FORMAT)]
     values = cells.where(well_formed).astype("string")
     if region_cells is None:

@@ -43,7 +43,7 @@ from warning.contract import TABLES
 from warning.feeds.build import SHARED_TABLES, build_tables, combine_stores, ingest_partition
 from warning.feeds.check import DeliveryRun, spill
 from warning.feeds.export import UNIT_ERROR, ExportResult, merge_rows, read_export, read_spilled
-from warning.feeds.identity import IdentityHasher
+from warning.feeds.identity import IdentityHasher, shown_file_name
 from warning.feeds.install import INSTALL_DIR, commit, is_committing, recover, stage_appended, stage_frame
 from warning.feeds.parse import PROBLEM_COLUMNS
 from warning.feeds.partitions import (
@@ -115,12 +115,12 @@ def _match_files(source_dir: Path, specs: list[ExportSpec]) -> tuple[dict[str, l
         owners = [spec.feed for spec in specs if spec.matches(path.name)]
         if len(owners) > 1:
             raise FeedIngestError(
-                f"file {path.name} matches several feeds {owners}; rename it or narrow the patterns"
+                f"file {shown_file_name(path)} matches several feeds {owners}; rename it or narrow the patterns"
             )
         if owners:
             matched[owners[0]].append(path)
         else:
-            ignored.append(path.name)
+            ignored.append(shown_file_name(path))
     return matched, ignored
 
 

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from warning.feeds.identity import mask_identities_in_text
+from warning.feeds.identity import mask_identities_in_text, shown_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class FeedFileError(Exception):
         self.feed = feed
         self.path = Path(path)
         self.message = message
-        super().__init__(f"feed {feed}, file {self.path.name}: {message}")
+        super().__init__(f"feed {feed}, file {shown_file_name(self.path)}: {message}")
 
 
 @dataclass

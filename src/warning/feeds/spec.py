@@ -26,6 +26,7 @@ contract row in the same delivery) and a list of ``exports``. An export has:
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -158,6 +159,10 @@ def _source_column(path: Path, where: str, name: str, raw: object) -> SourceColu
         )
     if kind in ("month", "date") and not raw.get("format"):
         raise _fail(path, where, f"column {name!r} of type {kind} needs a strptime format, such as '%Y%m'")
+    if kind in ("month", "date"):
+        others = sorted(set(re.findall(r"%[A-Za-z%]", str(raw["format"]))) - {"%Y", "%m", "%d"})
+        if others:
+            raise _fail(path, where, f"column {name!r}: format may use only %Y, %m and %d, got {', '.join(others)}")
     if kind in ("code", "flag") and not raw.get("codes"):
         raise _fail(path, where, f"column {name!r} of type {kind} needs codes")
     codes = {str(code): value for code, value in (raw.get("codes") or {}).items()}

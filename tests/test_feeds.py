@@ -32,7 +32,7 @@ from warning.feeds import (
     resolve_secret,
 )
 from warning.feeds.check import HEAD_NOT_IN_ROSTER, NOT_IN_ROSTER, DeliveryRun
-from warning.feeds.export import UNIT_ERROR, unit_errors
+from warning.feeds.export import ALREADY_DELIVERED, UNIT_ERROR, unit_errors
 from warning.feeds.identity import (
     BAD_BIRTH_DATE,
     BAD_CHECK_DIGIT,
@@ -1212,3 +1212,29 @@ def test_file_name_with_identity_number_is_masked(tmp_path: Path) -> None:
     report = _ingest(source, store, secret=SECRET, as_of=AS_OF)
     assert f"hrss_wages-{mask_identity(number)}.csv" in [entry.file for entry in report.files]
     assert number not in _stored_text(store)
+
+
+def test_resent_file_retries_its_quarantined_rows(tmp_path: Path) -> None:
+    head = "411623197201190354"
+    first = tmp_path / "first"
+    shutil.copytree(CORPUS / "valid", first)
+    for name in ("civil_affairs_households.csv", "civil_affairs_members.csv"):
+        lines = (first / name).read_text(encoding="utf-8").splitlines()
+        (first / name).write_text("\n".join(line for line in lines if head not in line) + "\n", encoding="utf-8")
+    store = tmp_path / "store"
+    report = _ingest(first, store, secret=SECRET, as_of=AS_OF)
+    assert report.feeds["hrss.wages"].problems == {NOT_IN_ROSTER: 1}
+    roster = tmp_path / "roster"
+    roster.mkdir()
+    for name in ("civil_affairs_households.csv", "civil_affairs_members.csv"):
+        shutil.copy(CORPUS / "valid" / name, roster / name)
+    _ingest(roster, store, secret=SECRET, as_of=AS_OF)
+    resent = tmp_path / "resent"
+    resent.mkdir()
+    shutil.copy(first / "hrss_wages.csv", resent / "hrss_wages.csv")
+    again = _ingest(resent, store, secret=SECRET, as_of=AS_OF)
+    assert again.feeds["hrss.wages"].kept == 1
+    assert again.feeds["hrss.wages"].merged == 4
+    assert pd.read_parquet(store / "income.parquet")["household_id"].nunique() == 3
+    once_more = _ingest(resent, store, secret=SECRET, as_of=AS_OF)
+    assert once_more.files[0].status == f"{ALREADY_DELIVERED} in delivery 3"

@@ -72,6 +72,11 @@ class ExportResult:
         self.counts.problems = {
             str(reason): int(count) for reason, count in problems["reason"].value_counts().items()
         }
+        if len(problems):
+            per_file = problems[["file", "row"]].drop_duplicates()["file"].value_counts()
+            for report in self.files:
+                if report.status == "read":
+                    report.quarantined = int(per_file.get(report.file, 0))
         self.counts.check_balance()
 
 
@@ -87,7 +92,7 @@ def read_export(
     spec: ExportSpec,
     paths: list[Path],
     run: DeliveryRun,
-    seen: dict[tuple[str, str], tuple[int, int]],
+    seen: dict[tuple[str, str], tuple[int, int, int]],
     spill_dir: Path | None,
     partitions: int,
 ) -> ExportResult:
@@ -97,14 +102,24 @@ def read_export(
     per delivered file and partition; those of other exports are kept in
     ``delivered``.
     """
-    result = ExportResult(spec, FeedCounts(feed=spec.feed, files=[shown_file_name(path) for path in paths]), files=[])
+    counts = FeedCounts(feed=spec.feed, files=[shown_file_name(path) for path in paths])
+    result = ExportResult(spec, counts, files=[])
     rejected_parts: list[pd.DataFrame] = []
     row_parts: list[pd.DataFrame] = []
     for position, path in enumerate(paths):
         report = FileReport(file=shown_file_name(path), feed=spec.feed, status="read", sha256=_sha256(path))
         result.files.append(report)
         previous = seen.get((spec.feed, str(report.sha256)))
-        if previous is not None:
+        if previous is not None and previous[2]:
+            # Rows quarantined for want of another record (a roster, a household) may pass now.
+            logger.info(
+                "Reading %s of feed %s again: %d of its rows were quarantined in delivery %d",
+                report.file,
+                spec.feed,
+                previous[2],
+                previous[0],
+            )
+        elif previous is not None:
             report.status = f"{ALREADY_DELIVERED} in delivery {previous[0]}"
             report.rows = previous[1]
             result.counts.read += previous[1]

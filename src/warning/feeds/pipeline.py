@@ -126,14 +126,19 @@ def _match_files(source_dir: Path, specs: list[ExportSpec]) -> tuple[dict[str, l
 
 def _previous_files(
     feeds_dir: Path,
-) -> tuple[list[dict[str, object]], dict[tuple[str, str], tuple[int, int]]]:
-    """Return the delivery log and, per (feed, file hash), the delivery and row count it came in."""
+) -> tuple[list[dict[str, object]], dict[tuple[str, str], tuple[int, int, int]]]:
+    """Return the delivery log and, per (feed, file hash), its latest delivery, rows and quarantined rows.
+
+    A log written before quarantined rows were recorded counts every row as
+    quarantined, so that such a file is read again rather than skipped.
+    """
     path = feeds_dir / DELIVERIES_FILE
     log = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    seen: dict[tuple[str, str], tuple[int, int]] = {}
+    seen: dict[tuple[str, str], tuple[int, int, int]] = {}
     for entry in log:
         for item in entry["files"]:
-            seen.setdefault((item["feed"], item["sha256"]), (int(entry["delivery"]), int(item["rows"])))
+            rows = int(item["rows"])
+            seen[(item["feed"], item["sha256"])] = (int(entry["delivery"]), rows, int(item.get("quarantined", rows)))
     return log, seen
 
 
@@ -371,7 +376,7 @@ def _read_and_merge(
     whole_states: dict[str, pd.DataFrame],
     by_feed: dict[str, ExportSpec],
     run: DeliveryRun,
-    seen: dict[tuple[str, str], tuple[int, int]],
+    seen: dict[tuple[str, str], tuple[int, int, int]],
     work: Path,
     layout: Layout,
     phases: dict[str, float],
@@ -609,7 +614,13 @@ def _stage_delivery(
             rejected_dir.mkdir(exist_ok=True)
             result.rejected.to_csv(rejected_dir / f"{result.spec.feed}.csv", index=False)
     files = [
-        {"feed": entry.feed, "file": entry.file, "sha256": entry.sha256, "rows": entry.rows}
+        {
+            "feed": entry.feed,
+            "file": entry.file,
+            "sha256": entry.sha256,
+            "rows": entry.rows,
+            "quarantined": entry.quarantined,
+        }
         for entry in report.files
         if entry.feed is not None and entry.status == "read"
     ]

@@ -52,6 +52,8 @@ class FileReport:
     rows: int = 0
     encoding: str | None = None
     sha256: str | None = None
+    # Rows of this file that the delivery quarantined; a file with any is read again when delivered again.
+    quarantined: int = 0
     dropped_columns: list[str] = field(default_factory=list)
     missing_columns: list[str] = field(default_factory=list)
     error: str | None = None

@@ -642,7 +642,7 @@ def test_small_read_blocks_give_the_same_store(
 def test_concurrent_ingest_into_one_store_is_rejected(simulated: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     (store / "feeds").mkdir(parents=True)
-    with _store_lock(store / "feeds"):
+    with _store_lock(store):
         with pytest.raises(FeedIngestError, match="another ingest"):
             _ingest(simulated / "feeds", store, secret=SECRET)
     assert _ingest(simulated / "feeds", store, secret=SECRET).changed
@@ -1238,3 +1238,29 @@ def test_resent_file_retries_its_quarantined_rows(tmp_path: Path) -> None:
     assert pd.read_parquet(store / "income.parquet")["household_id"].nunique() == 3
     once_more = _ingest(resent, store, secret=SECRET, as_of=AS_OF)
     assert once_more.files[0].status == f"{ALREADY_DELIVERED} in delivery 3"
+
+
+def test_store_moved_aside_is_restored(feed_store: tuple[Path, FeedReport], simulated: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(feed_store[0], store)
+    before = _store_hash(store)
+    # A run stopped inside replace_store: the store is aside, its feeds folder already in the staging folder.
+    previous, staging = tmp_path / ".store.previous-999", tmp_path / ".store.staging-999"
+    store.rename(previous)
+    staging.mkdir()
+    (previous / "feeds").rename(staging / "feeds")
+    shutil.copy(previous / "income.parquet", staging / "income.parquet")
+    report = _ingest(simulated / "feeds", store, secret=SECRET)
+    assert not report.changed
+    assert _store_hash(store) == before
+    assert not previous.exists()
+    assert not staging.exists()
+
+
+def test_replaced_store_left_aside_is_removed(feed_store: tuple[Path, FeedReport], simulated: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(feed_store[0], store)
+    shutil.copytree(feed_store[0], tmp_path / ".store.previous-999")
+    _ingest(simulated / "feeds", store, secret=SECRET)
+    assert not (tmp_path / ".store.previous-999").exists()
+    assert (store / "households.parquet").is_file()

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 import shutil
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb

@@ -13,13 +13,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from warning.bundle import ModelBundle, champion_path, load_champion
+from warning.features import Catalogue, catalogue_of, load_catalogue
 from warning.registry.aliases import (
     ChampionSource,
     RegistryError,
     champion_from_registry,
     load_champion_by_alias,
 )
-from warning.features import Catalogue, catalogue_of, load_catalogue
 from warning.score import display_url, make_engine
 from warning.settings import Settings
 

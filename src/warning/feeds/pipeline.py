@@ -60,6 +60,7 @@ from warning.feeds.report import FeedReport, FileReport
 from warning.feeds.rescore import no_rescore_rows, stage_rescore
 from warning.feeds.spec import ExportSpec, load_specs
 from warning.feeds.state import read_frame
+from warning.ingest.pipeline import recover_replaced_store
 from warning.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -207,13 +208,15 @@ def ingest_feeds(
             f"delivery folder {source_dir} has no file of any feed (found: {', '.join(ignored) or 'none'}); "
             "`povwarn feeds list` shows the file names each feed expects"
         )
-    if (store_dir / "households.parquet").is_file() and not (feeds_dir / LAYOUT_FILE).is_file():
-        raise FeedIngestError(
-            f"store {store_dir} holds tables that were not built from feeds (written by `povwarn ingest`); "
-            "ingest feeds into a new store folder"
-        )
-    feeds_dir.mkdir(parents=True, exist_ok=True)
-    with _store_lock(feeds_dir):
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _store_lock(store_dir):
+        recover_replaced_store(store_dir.resolve())
+        if (store_dir / "households.parquet").is_file() and not (feeds_dir / LAYOUT_FILE).is_file():
+            raise FeedIngestError(
+                f"store {store_dir} holds tables that were not built from feeds (written by `povwarn ingest`); "
+                "ingest feeds into a new store folder"
+            )
+        feeds_dir.mkdir(parents=True, exist_ok=True)
         recover(store_dir, WORK_PREFIX)
         return _ingest_delivery(
             source_dir=source_dir,
@@ -231,15 +234,19 @@ def ingest_feeds(
 
 
 @contextmanager
-def _store_lock(feeds_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the store for one ingest; raise ``FeedIngestError`` if another holds it."""
-    path = feeds_dir / LOCK_FILE
+def _store_lock(store_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store for one ingest; raise ``FeedIngestError`` if another holds it.
+
+    The lock file is beside the store, not in it, because building the
+    tables moves the store folder aside for a moment.
+    """
+    path = store_dir.parent / f".{store_dir.name}{LOCK_FILE}"
     with path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise FeedIngestError(
-                f"another ingest into {feeds_dir.parent} is running (lock {path}); wait for it to finish"
+                f"another ingest into {store_dir} is running (lock {path}); wait for it to finish"
             ) from error
         try:
             yield

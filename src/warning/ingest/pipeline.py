@@ -216,6 +216,33 @@ def new_staging_dir(location: Path) -> Path:
     return staging
 
 
+def recover_replaced_store(location: Path) -> None:
+    """Finish or undo a ``replace_store`` that a stopped run left part way, then remove staging folders.
+
+    The store is moved aside before the staging folder takes its place. A run
+    stopped between the two leaves no store at ``location``: the old store is
+    moved back, with the entries already carried into the staging folder. A
+    run stopped after the two leaves only the old store to remove. Call it
+    while no other run writes the store.
+    """
+    prefix = f".{location.name}."
+    for previous in sorted(location.parent.glob(f"{prefix}previous-*")):
+        staging = location.parent / f"{prefix}staging-{previous.name.rsplit('-', 1)[-1]}"
+        if location.exists():
+            logger.warning("Removing %s, the store that an interrupted run replaced", previous)
+            shutil.rmtree(previous)
+            continue
+        logger.warning("Restoring store %s from %s, which an interrupted run moved aside", location, previous)
+        if staging.is_dir():
+            for entry in sorted(staging.iterdir()):
+                if entry.name not in _STORE_OUTPUTS and not (previous / entry.name).exists():
+                    entry.rename(previous / entry.name)
+        previous.rename(location)
+    for staging in sorted(location.parent.glob(f"{prefix}staging-*")):
+        logger.warning("Removing %s, left by an interrupted run", staging)
+        shutil.rmtree(staging)
+
+
 def replace_store(staging: Path, location: Path) -> None:
     """Put the staging folder in place of the store, moving over the entries that ingest does not write."""
     if not location.exists():

@@ -1264,3 +1264,20 @@ def test_replaced_store_left_aside_is_removed(feed_store: tuple[Path, FeedReport
     _ingest(simulated / "feeds", store, secret=SECRET)
     assert not (tmp_path / ".store.previous-999").exists()
     assert (store / "households.parquet").is_file()
+
+
+def test_head_missing_from_members_is_linked(tmp_path: Path) -> None:
+    source = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", source)
+    head = "621121195807040238"
+    members = (source / "civil_affairs_members.csv").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in members if not line.startswith(head)]
+    (source / "civil_affairs_members.csv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    report = _ingest(source, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+    assert report.feeds["hrss.wages"].problems == {}
+    assert report.feeds["hrss.wages"].kept == 5
+    hasher = IdentityHasher(SECRET)
+    roster = read_roster(tmp_path / "store", SPECS, hasher)
+    found = lookup_identities(pd.Series([head]), roster, hasher, pd.Timestamp(AS_OF))
+    assert found["household_id"].iloc[0] == hasher.hash_one("household", head)
+    assert bool(found["is_head"].iloc[0])

@@ -33,14 +33,17 @@ def read_roster(store_dir: Path, specs: list[ExportSpec], hasher: IdentityHasher
             f"{SECRET_VARIABLE} is not the key that store {store_dir} was built with; set the store's key"
         )
     state_dir = Path(store_dir) / "feeds" / "state"
-    parts = [
-        pd.read_parquet(state_dir / f"{spec.feed}.parquet", columns=["person", "household_id"])
-        for spec in specs
-        if spec.role == "members" and (state_dir / f"{spec.feed}.parquet").is_file()
-    ]
+    parts = []
+    # Heads first, as feed ingest links them, so that the members export wins.
+    for role, person in (("households", "key_0"), ("members", "person")):
+        for spec in specs:
+            path = state_dir / f"{spec.feed}.parquet"
+            if spec.role == role and path.is_file():
+                frame = pd.read_parquet(path, columns=[person, "household_id"])
+                parts.append(frame.rename(columns={person: "person"}))
     if not parts:
         raise FileNotFoundError(f"{state_dir} has no household roster: ingest a delivery of feeds first")
-    return pd.concat(parts, ignore_index=True).drop_duplicates("person", keep="last")
+    return pd.concat(parts, ignore_index=True).dropna().drop_duplicates("person", keep="last")
 
 
 def lookup_identities(

@@ -592,11 +592,19 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
     households = [
         state["household_id"] for feed, state in states.items() if by_feed[feed].role == "households"
     ]
-    members = [state for feed, state in states.items() if by_feed[feed].role == "members"]
+    # The households export is keyed by the head's identity number, so each head is a member of its
+    # household even where the members export leaves the head out; the members export wins otherwise.
+    heads = [
+        state[["key_0", "household_id"]].rename(columns={"key_0": "person"})
+        for feed, state in states.items()
+        if by_feed[feed].role == "households"
+    ]
+    members = [state[["person", "household_id"]] for feed, state in states.items() if by_feed[feed].role == "members"]
     if households:
         run.households = pd.Index(pd.concat(households).dropna().unique(), dtype="string")
-    if members:
-        links = pd.concat(members, ignore_index=True)
+    if heads or members:
+        links = pd.concat([*heads, *members], ignore_index=True).dropna()
+        links = links.drop_duplicates("person", keep="last")
         run.members = pd.Series(
             links["household_id"].to_numpy(), index=pd.Index(links["person"].astype("string")), dtype="string"
         )

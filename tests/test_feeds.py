@@ -1281,3 +1281,25 @@ def test_head_missing_from_members_is_linked(tmp_path: Path) -> None:
     found = lookup_identities(pd.Series([head]), roster, hasher, pd.Timestamp(AS_OF))
     assert found["household_id"].iloc[0] == hasher.hash_one("household", head)
     assert bool(found["is_head"].iloc[0])
+
+
+@pytest.mark.parametrize("secret", [" " * 20, "a" * 16, "abababababababab"])
+def test_weak_secret_is_rejected(secret: str) -> None:
+    with pytest.raises(MissingSecretError, match="fewer than 8 different characters"):
+        resolve_secret(secret, Settings())
+
+
+@pytest.mark.parametrize(
+    ("as_of", "message"),
+    [("", "invalid delivery date ''"), ("2024-13-01", "invalid delivery date"), ("2999-01-01", "is after today")],
+)
+def test_bad_delivery_date_is_rejected(as_of: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(FeedIngestError, match=message):
+        _ingest(CORPUS / "valid", tmp_path / "store", secret=SECRET, as_of=as_of)
+    assert not (tmp_path / "store").exists()
+
+
+def test_first_delivery_without_income_names_the_cause(tmp_path: Path) -> None:
+    source = _valid_with_wages(tmp_path, [], header="身份证号,所属年月,工资")
+    with pytest.raises(FeedIngestError, match=r"hrss.wages: all 5 rows quarantined, 5 for missing column"):
+        _ingest(source, tmp_path / "store", secret=SECRET, as_of=AS_OF)

@@ -73,6 +73,7 @@ QUARANTINE_COLUMNS = ("feed", "file", *PROBLEM_COLUMNS)
 
 SECRET_VARIABLE = "POVWARN_ID_HASH_SECRET"
 MIN_SECRET_LENGTH = 16
+MIN_SECRET_DISTINCT = 8
 
 
 class FeedIngestError(Exception):
@@ -102,7 +103,34 @@ def resolve_secret(secret: str | bytes | None, settings: Settings) -> bytes:
         raise MissingSecretError(
             f"{SECRET_VARIABLE} is too short: use at least {MIN_SECRET_LENGTH} characters"
         )
+    if len(set(key.strip())) < MIN_SECRET_DISTINCT:
+        raise MissingSecretError(
+            f"{SECRET_VARIABLE} has fewer than {MIN_SECRET_DISTINCT} different characters: use a random key"
+        )
     return key
+
+
+def parse_as_of(as_of: str | pd.Timestamp | None) -> pd.Timestamp:
+    """Return the delivery date: ``as_of`` (YYYY-MM-DD), or today in UTC when it is None.
+
+    Raises ``FeedIngestError`` for a value that is not a date, or a date after
+    tomorrow, which would let months that have not happened yet through.
+    """
+    today = pd.Timestamp(datetime.now(UTC).date())
+    if as_of is None:
+        return today
+    try:
+        date = pd.Timestamp(as_of)
+    except ValueError as error:
+        raise FeedIngestError(f"invalid delivery date {as_of!r}: expected YYYY-MM-DD") from error
+    if pd.isna(date):
+        raise FeedIngestError(f"invalid delivery date {as_of!r}: expected YYYY-MM-DD")
+    if date.normalize() > today + pd.Timedelta(days=1):
+        raise FeedIngestError(
+            f"delivery date {date.date()} is after today ({today.date()}): months up to it would pass "
+            "the check for future months; give the day the files were exported"
+        )
+    return date.normalize()
 
 
 def _match_files(source_dir: Path, specs: list[ExportSpec]) -> tuple[dict[str, list[Path]], list[str]]:
@@ -198,7 +226,7 @@ def ingest_feeds(
     specs = specs if specs is not None else load_specs(settings.feed_specs_dir)
     regions = regions if regions is not None else RegionCodes.load(settings.region_codes_path)
     source_dir, store_dir = Path(source_dir), Path(store_dir)
-    as_of_date = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(datetime.now(UTC).date())
+    as_of_date = parse_as_of(as_of)
     feeds_dir = store_dir / FEEDS_DIR
     matched, ignored = _match_files(source_dir, specs)
     if ignored:
@@ -477,7 +505,7 @@ def _build_store(
         raise FeedIngestError(
             f"no rows yet for required contract tables {missing}: deliver the feeds that fill them "
             "(households from civil_affairs.households, income from hrss.wages and the income feeds, "
-            "poverty_lines from rural_revitalisation.monitoring_lines)"
+            f"poverty_lines from rural_revitalisation.monitoring_lines){_unstored_causes(report)}"
         )
     household_parts = {
         feed: partition_of(state["household_id"], layout.partitions)
@@ -538,6 +566,16 @@ def _build_store(
     for feed, count in conflicts_by_feed.items():
         report.feeds[feed].superseded += count
     report.conflicts = {name: count for name, count in conflicts_by_table.items() if count}
+
+
+def _unstored_causes(report: FeedReport) -> str:
+    """Return what kept this delivery's rows out: files that failed, and feeds with every row quarantined."""
+    causes = [f"file {entry.file}: {entry.error or entry.status}" for entry in report.files if entry.status == "failed"]
+    for counts in report.feeds.values():
+        if counts.read and not counts.kept and counts.quarantined:
+            reason, count = max(counts.problems.items(), key=lambda item: item[1])
+            causes.append(f"{counts.feed}: all {counts.read:,} rows quarantined, {count:,} for {reason}")
+    return ". In this delivery, " + "; ".join(causes) if causes else ""
 
 
 def _split_by_household(specs: list[ExportSpec], state_dirs: list[Path], target: Path, partitions: int) -> None:

@@ -1303,3 +1303,16 @@ def test_first_delivery_without_income_names_the_cause(tmp_path: Path) -> None:
     source = _valid_with_wages(tmp_path, [], header="身份证号,所属年月,工资")
     with pytest.raises(FeedIngestError, match=r"hrss.wages: all 5 rows quarantined, 5 for missing column"):
         _ingest(source, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+
+
+def test_formula_cells_are_inert_in_quarantine(tmp_path: Path) -> None:
+    formula = '=HYPERLINK("http://x")'
+    source = _valid_with_wages(
+        tmp_path, ['520123196503120119,202303,"=HYPERLINK(""http://x"")"', "520123196503120119,202304,-x"]
+    )
+    store = tmp_path / "store"
+    _ingest(source, store, secret=SECRET, as_of=AS_OF)
+    quarantine = _quarantine(store)
+    assert sorted(quarantine["value"]) == sorted(["'" + formula, "'-x"])
+    rejected = pd.read_csv(store / "feeds" / "deliveries" / "0001" / "rejected" / "hrss.wages.csv", dtype=str)
+    assert sorted(rejected["应发工资"]) == sorted(["'" + formula, "'-x"])

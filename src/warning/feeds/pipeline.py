@@ -648,6 +648,26 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
         )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula; "-" only when no number follows.
+_FORMULA_START = r"^(?:[=+@\t\r]|-(?![0-9.]))"
+
+
+def _inert_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return rejected cells with a leading apostrophe where a spreadsheet would run them as a formula.
+
+    Quarantine files are opened by staff in spreadsheets, and a delivered cell
+    such as ``=HYPERLINK(...)`` would otherwise run there.
+    """
+    frame = frame.copy()
+    for name in frame.columns:
+        if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
+            cells = frame[name].astype("string")
+            risky = cells.str.contains(_FORMULA_START, regex=True).fillna(False).astype(bool)
+            if risky.any():
+                frame[name] = cells.where(~risky, "'" + cells)
+    return frame
+
+
 def _stage_delivery(
     feeds_dir: Path, report: FeedReport, results: list[ExportResult], log: list[dict[str, object]]
 ) -> None:
@@ -660,12 +680,12 @@ def _stage_delivery(
     problems = [frame for frame in (result.problems for result in results) if len(frame)]
     if problems:
         quarantine = pd.concat(problems, ignore_index=True)[list(QUARANTINE_COLUMNS)]
-        quarantine.to_csv(folder / "quarantine.csv", index=False)
+        _inert_formulas(quarantine).to_csv(folder / "quarantine.csv", index=False)
     for result in results:
         if len(result.rejected):
             rejected_dir = folder / "rejected"
             rejected_dir.mkdir(exist_ok=True)
-            result.rejected.to_csv(rejected_dir / f"{result.spec.feed}.csv", index=False)
+            _inert_formulas(result.rejected).to_csv(rejected_dir / f"{result.spec.feed}.csv", index=False)
     files = [
         {
             "feed": entry.feed,

@@ -1,7 +1,7 @@
 """Read every file of one export in a delivery, then merge its checked rows into the export's stored rows.
 
-``read_export`` reads the files, skipping any file already delivered, and
-gathers their counts and problems. ``merge_rows`` quarantines likely unit
+``read_export`` reads the files and gathers their counts and problems. It
+skips a file delivered before unless some of its rows were quarantined. ``merge_rows`` quarantines likely unit
 errors and merges the other rows with ``warning.feeds.state.merge_delivery``,
 so the latest delivery wins.
 """

@@ -52,7 +52,7 @@ def lookup_identities(
     """Return, in input order, each number masked, why it is invalid, its person id and its household.
 
     ``household_id`` is missing for a valid number that the roster does not
-    list, and ``is_head`` says whether the household is named after it.
+    list. ``is_head`` is true for the number the household is named after.
     """
     numbers = numbers.astype("string").str.strip().str.upper().reset_index(drop=True)
     problems = identity_problems(numbers, as_of).fillna("")

@@ -214,9 +214,9 @@ def ingest_feeds(
     go to ``store_dir/rescore.parquet``; the contract tables are written by
     ``warning.ingest.ingest``, one household partition at a time
     (``warning.feeds.partitions``). Ingesting the same delivery again changes
-    no table. Raises ``FeedIngestError`` before writing anything when the
-    folder is missing or has no file of any feed, a file matches two feeds,
-    the store was not built from feeds, the key differs from the one the
+    no table. Raises ``FeedIngestError`` before writing anything in these
+    cases: the folder is missing or has no file of any feed, a file matches
+    two feeds, the store was not built from feeds, the key is not the one the
     store was built with, or a required contract table would be empty.
     """
     started = time.perf_counter()
@@ -631,7 +631,8 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
         state["household_id"] for feed, state in states.items() if by_feed[feed].role == "households"
     ]
     # The households export is keyed by the head's identity number, so each head is a member of its
-    # household even where the members export leaves the head out; the members export wins otherwise.
+    # household even where the members export leaves the head out. Where both link a person, the
+    # members export wins.
     heads = [
         state[["key_0", "household_id"]].rename(columns={"key_0": "person"})
         for feed, state in states.items()

@@ -590,6 +590,67 @@ def test_scores_rejects_invalid_query(client: TestClient, params: dict[str, Any]
     assert ["query", name] in error_locations(response)
 
 
+SCORES_QUERY = [
+    "band",
+    "below_line_now",
+    "cutoff",
+    "limit",
+    "min_hardship_probability",
+    "min_probability",
+    "model_version",
+    "offset",
+    "region_prefix",
+    "target",
+]
+
+
+def test_scores_rejects_unknown_query(client: TestClient) -> None:
+    response = client.get("/v1/scores", params={"region_code": "999999", "limit": 5})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "extra_forbidden"
+    assert error["loc"] == ["query", "region_code"]
+    assert error["input"] == "999999"
+    accepted = ", ".join(SCORES_QUERY)
+    assert error["msg"] == f"unknown query parameter 'region_code'. Accepted parameters: {accepted}"
+    assert error["ctx"] == {"accepted": SCORES_QUERY}
+
+
+def test_scores_lists_each_unknown_query(client: TestClient) -> None:
+    response = client.get("/v1/scores?region_code=52&page=2&page=3&region_prefix=52")
+
+    assert response.status_code == 422
+    assert error_locations(response) == [["query", "region_code"], ["query", "page"]]
+
+
+def test_predict_rejects_unknown_query(client: TestClient, history: dict[str, Any]) -> None:
+    response = client.post("/v1/predict", params={"dry_run": "1"}, json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "dry_run"]
+    assert error["msg"] == "unknown query parameter 'dry_run'. Accepted parameters: none"
+    assert error["ctx"] == {"accepted": []}
+
+
+def test_every_v1_get_rejects_unknown_query(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    paths = [
+        path for path, operations in document["paths"].items() if path.startswith("/v1/") and "get" in operations
+    ]
+
+    assert paths
+    for path in paths:
+        parameters = document["paths"][path]["get"].get("parameters", [])
+        declared = sorted(parameter["name"] for parameter in parameters if parameter["in"] == "query")
+        response = client.get(path, params={"no_such_parameter": "1"})
+        assert response.status_code == 422, path
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "no_such_parameter"], path
+        assert error["ctx"] == {"accepted": declared}, path
+
+
 def test_scores_without_database_table(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(work_dir=tmp_path, mlflow_tracking_uri=without_registry(tmp_path)))) as client:
         response = client.get("/v1/scores")

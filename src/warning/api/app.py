@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import warning
-from warning.api.deps import StateDep, load_service_state, refreshed_state
+from warning.api.deps import RejectUnknownQuery, StateDep, load_service_state, refreshed_state
 from warning.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
@@ -253,8 +253,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _log_validation_error)
     app.add_exception_handler(StarletteHTTPException, _log_http_error)
     app.add_exception_handler(Exception, _log_unexpected_error)
-    app.include_router(build_predict_router(settings.max_households_per_request))
-    app.include_router(scores_router)
+    predict_router = build_predict_router(settings.max_households_per_request)
+    app.include_router(predict_router, dependencies=[RejectUnknownQuery])
+    app.include_router(scores_router, dependencies=[RejectUnknownQuery])
     _add_system_routes(app, metrics)
     return app
 

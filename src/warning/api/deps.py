@@ -9,6 +9,9 @@ from typing import Annotated
 
 import lightgbm as lgb
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -149,3 +152,42 @@ def get_state(request: Request) -> ServiceState:
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """Raise a 422 for each query parameter that the matched route does not declare.
+
+    FastAPI ignores undeclared query parameters, so a misspelt filter such as
+    ``region_code`` for ``region_prefix`` would silently widen a listing.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    accepted = sorted(_query_names(route.dependant))
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in accepted]
+    if not unknown:
+        return
+    listed = ", ".join(accepted) if accepted else "none"
+    raise RequestValidationError(
+        [
+            {
+                "type": "extra_forbidden",
+                "loc": ("query", name),
+                "msg": f"unknown query parameter {name!r}. Accepted parameters: {listed}",
+                "input": request.query_params[name],
+                "ctx": {"accepted": accepted},
+            }
+            for name in unknown
+        ]
+    )
+
+
+# The dependency that create_app adds to every router under /v1.
+RejectUnknownQuery = Depends(reject_unknown_query)

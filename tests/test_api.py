@@ -263,6 +263,26 @@ def test_predict_rejects_cross_field_problems(client: TestClient, store: Store, 
     assert ["body", "households", 1, "household", "household_id"] in locations
 
 
+def test_predict_masks_identity_number_everywhere(
+    client: TestClient, history: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    number = "11010119900307123X"
+    history["household"]["household_id"] = number
+    del history["household"]["members"]
+
+    with caplog.at_level("WARNING", logger="warning.api.app"):
+        response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    errors = {tuple(error["loc"]): error for error in response.json()["detail"]}
+    missing = errors[("body", "households", 0, "household", "members")]
+    assert missing["type"] == "missing"
+    assert missing["input"]["household_id"] == "110101********123X"
+    assert number not in response.text
+    assert "rejected with 422" in caplog.text
+    assert number not in caplog.text
+
+
 def post_raw(client: TestClient, body: dict[str, Any]) -> Any:
     """Post a body through json.dumps, which writes NaN and Infinity literals."""
     return client.post("/v1/predict", content=json.dumps(body), headers={"content-type": "application/json"})

@@ -35,6 +35,7 @@ from warning.api.middleware import (
 from warning.api.predict import build_predict_router
 from warning.api.schemas import Health
 from warning.api.scores import router as scores_router
+from warning.feeds.identity import mask_identities_in_text
 from warning.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,17 @@ def _finite_json(value: Any) -> Any:
     return value
 
 
+def _mask_identity_numbers(value: Any) -> Any:
+    """Mask every resident identity number in the strings of a JSON value, at any depth."""
+    if isinstance(value, str):
+        return mask_identities_in_text(value)
+    if isinstance(value, dict):
+        return {_mask_identity_numbers(key): _mask_identity_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_identity_numbers(item) for item in value]
+    return value
+
+
 def _short_input(value: Any) -> Any:
     """Return the input unchanged when its JSON is short, else the start of its JSON as a string."""
     text = json.dumps(value, ensure_ascii=False)
@@ -74,10 +86,14 @@ def _short_input(value: Any) -> Any:
 
 
 def safe_error_details(errors: Sequence[Any]) -> list[Any]:
-    """Encode validation errors as JSON-safe details with short inputs and at most MAX_REPORTED_ERRORS entries."""
+    """Encode validation errors as JSON-safe details with short inputs and at most MAX_REPORTED_ERRORS entries.
+
+    Identity numbers are masked anywhere in a detail, because a rejected id
+    can also appear in the input of another error, such as its whole row.
+    """
     details = []
     for error in errors[:MAX_REPORTED_ERRORS]:
-        detail = _finite_json(jsonable_encoder(error))
+        detail = _mask_identity_numbers(_finite_json(jsonable_encoder(error)))
         if isinstance(detail, dict) and "input" in detail:
             detail["input"] = _short_input(detail["input"])
         details.append(detail)
@@ -101,7 +117,7 @@ def _describe_errors(errors: object) -> str:
         location = ".".join(str(part) for part in error.get("loc", ()))
         parts.append(f"{location}: {error.get('msg')}")
     more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
+    return mask_identities_in_text("; ".join(parts) + more)
 
 
 async def _log_validation_error(request: Request, error: Exception) -> Response:

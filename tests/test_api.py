@@ -263,6 +263,39 @@ def test_predict_rejects_cross_field_problems(client: TestClient, store: Store, 
     assert ["body", "households", 1, "household", "household_id"] in locations
 
 
+HOUSEHOLD_ID_IS_IDENTITY = (
+    "household ids must be the hashed ids of the store, not resident identity numbers. "
+    "Look up the hashed id with povwarn feeds lookup NUMBER"
+)
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("110101199003071234", "110101********1234"),
+        ("11010119900307123X", "110101********123X"),
+        ("11010119900307123x", "110101********123x"),
+        ("110101199003071230", "110101********1230"),
+    ],
+    ids=["digit", "upper-x", "lower-x", "wrong-check-digit"],
+)
+def test_predict_rejects_identity_number_as_household_id(
+    client: TestClient, history: dict[str, Any], number: str, masked: str
+) -> None:
+    history["household"]["household_id"] = number
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "identity_number"
+    assert error["loc"] == ["body", "households", 0, "household", "household_id"]
+    assert error["msg"] == HOUSEHOLD_ID_IS_IDENTITY
+    assert error["input"] == masked
+    assert error["ctx"] == {"field": "household_id"}
+    assert number not in response.text
+
+
 def test_predict_masks_identity_number_everywhere(
     client: TestClient, history: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -281,6 +314,72 @@ def test_predict_masks_identity_number_everywhere(
     assert number not in response.text
     assert "rejected with 422" in caplog.text
     assert number not in caplog.text
+
+
+def test_predict_rejects_identity_number_as_person_id(client: TestClient, history: dict[str, Any]) -> None:
+    history["insurance"][0]["person_id"] = "110101199003071234"
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "identity_number"
+    assert error["loc"] == ["body", "households", 0, "insurance", 0, "person_id"]
+    assert error["msg"] == HOUSEHOLD_ID_IS_IDENTITY.replace("household ids", "person ids")
+    assert error["input"] == "110101********1234"
+
+
+@pytest.mark.parametrize(
+    ("household_id", "character", "position"),
+    [
+        ("h\u000000003", "U+0000", 1),
+        ("h00003\n", "U+000A", 6),
+        ("\th00003", "U+0009", 0),
+        ("h000\x1f03", "U+001F", 4),
+        ("h00003\x7f", "U+007F", 6),
+        ("h00\u008503", "U+0085", 3),
+    ],
+    ids=["nul", "newline", "tab", "unit-separator", "delete", "next-line"],
+)
+def test_predict_rejects_control_character_in_household_id(
+    client: TestClient, history: dict[str, Any], household_id: str, character: str, position: int
+) -> None:
+    history["household"]["household_id"] = household_id
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "control_character"
+    assert error["loc"] == ["body", "households", 0, "household", "household_id"]
+    assert error["msg"] == (
+        f"household_id contains the control character {character} at position {position}. "
+        "Ids must not contain control characters"
+    )
+    assert error["input"] == household_id
+    assert error["ctx"] == {"field": "household_id", "character": character, "position": position}
+
+
+@pytest.mark.parametrize(
+    "household_id",
+    [
+        "11010119900307123",
+        "1101011990030712345",
+        "11010119900307123Y",
+        "ae03a4e95e46da16b53d1fd3",
+        "户-00003",
+    ],
+    ids=["17-digits", "19-digits", "letter-y", "hex-hash", "non-ascii"],
+)
+def test_predict_accepts_other_household_ids(
+    client: TestClient, history: dict[str, Any], household_id: str
+) -> None:
+    history["household"]["household_id"] = household_id
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["household_id"] == household_id
 
 
 def post_raw(client: TestClient, body: dict[str, Any]) -> Any:

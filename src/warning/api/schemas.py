@@ -5,17 +5,29 @@ The row models of a household history are generated from the data contract
 categories and bounds that ingest accepts. Columns without a contract bound
 get the API's own bound (``FALLBACK_BOUNDS``), so that no value overflows the
 store's 64-bit columns. Months are ``YYYY-MM`` between 1900-01 and the current
-month.
+month. Ids must not contain control characters or be raw resident identity
+numbers (``check_hashed_id``).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from warning.contract import EARLIEST_YEAR, TABLES, Column
+from warning.feeds.identity import has_identity_shape
 from warning.labels import TARGETS
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -57,6 +69,32 @@ def check_month_range(month: str) -> str:
 Month = Annotated[str, StringConstraints(pattern=MONTH_PATTERN), AfterValidator(check_month_range)]
 
 
+def check_hashed_id(value: str, info: ValidationInfo) -> str:
+    """Reject an id that contains a control character or has the shape of a resident identity number.
+
+    Ids must be hashed before they reach the service. The error message
+    never contains the number, and the 422 handler masks it in the input.
+    """
+    field = info.field_name or "id"
+    for position, character in enumerate(value):
+        if unicodedata.category(character) == "Cc":
+            raise PydanticCustomError(
+                "control_character",
+                "{field} contains the control character {character} at position {position}. "
+                "Ids must not contain control characters",
+                {"field": field, "character": f"U+{ord(character):04X}", "position": position},
+            )
+    if has_identity_shape(value):
+        noun = field.removesuffix("_id")
+        raise PydanticCustomError(
+            "identity_number",
+            f"{noun} ids must be the hashed ids of the store, not resident identity numbers. "
+            "Look up the hashed id with povwarn feeds lookup NUMBER",
+            {"field": field},
+        )
+    return value
+
+
 def _annotation(column: Column) -> Any:
     if column.kind == "category":
         return Literal[column.categories]  # type: ignore[valid-type]
@@ -65,7 +103,9 @@ def _annotation(column: Column) -> Any:
     if column.kind == "region":
         return Annotated[str, StringConstraints(pattern=REGION_CODE_PATTERN)]
     if column.kind == "id":
-        return Annotated[str, StringConstraints(min_length=1, max_length=128)]
+        return Annotated[
+            str, StringConstraints(min_length=1, max_length=128), AfterValidator(check_hashed_id)
+        ]
     if column.kind == "text":
         return Annotated[str, StringConstraints(max_length=256)]
     if column.kind in ("int", "year"):

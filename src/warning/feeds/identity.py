@@ -67,6 +67,17 @@ def mask_identity(value: object) -> str:
     return text[:6] + "*" * (len(text) - 10) + text[-4:]
 
 
+_IDENTITY_SHAPE = re.compile(r"[0-9]{17}[0-9Xx]")
+
+
+def has_identity_shape(text: str) -> bool:
+    """Return whether ``text`` is 17 ASCII digits then a digit or X, as an identity number is.
+
+    The birth date and check character are not checked, so a mistyped number matches too.
+    """
+    return _IDENTITY_SHAPE.fullmatch(text) is not None
+
+
 _NUMBER_IN_TEXT = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx])")
 
 

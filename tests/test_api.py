@@ -458,6 +458,58 @@ def test_predict_rejects_out_of_range_number(
     assert location in error_locations(response)
 
 
+INTEGER_FIELDS = [
+    ("household", "members"),
+    ("household", "labour_capable"),
+    ("household", "disabled"),
+    ("household", "elderly"),
+    ("household", "children_in_school"),
+    ("insurance", "year"),
+]
+
+
+def test_integer_fields_match_contract() -> None:
+    contract = {
+        ("household" if table.name == "households" else table.name, column.name)
+        for table in TABLES.values()
+        if table.name == "households" or table.name in HISTORY_TABLES
+        for column in table.columns
+        if column.kind in ("int", "year")
+    }
+
+    assert contract == set(INTEGER_FIELDS)
+
+
+@pytest.mark.parametrize("value", [True, False], ids=["true", "false"])
+@pytest.mark.parametrize(("table", "column"), INTEGER_FIELDS, ids=[column for _, column in INTEGER_FIELDS])
+def test_predict_rejects_boolean_integer(
+    client: TestClient, history: dict[str, Any], table: str, column: str, value: bool
+) -> None:
+    if table == "household":
+        history["household"][column] = value
+        location = ["body", "households", 0, "household", column]
+    else:
+        history[table][0][column] = value
+        location = ["body", "households", 0, table, 0, column]
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "int_type"
+    assert error["loc"] == location
+    assert error["msg"] == "Input should be a valid integer, not a boolean"
+    assert error["input"] is value
+
+
+def test_predict_accepts_integral_float_count(client: TestClient, history: dict[str, Any]) -> None:
+    history["household"]["members"] = float(history["household"]["members"])
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize(
     ("month", "message"),
     [("2999-12", "month 2999-12 is in the future"), ("1899-12", "month 1899-12 is before 1900-01")],

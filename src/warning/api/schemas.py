@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -95,6 +96,20 @@ def check_hashed_id(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def reject_boolean_integer(value: Any) -> Any:
+    """Reject a JSON boolean, which pydantic's lax mode would read as the integer 0 or 1.
+
+    Unlike strict mode, this keeps accepting 3.0 and "3" as 3, and keeps
+    the finite-number error for NaN.
+    """
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer, not a boolean")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(reject_boolean_integer)]
+
+
 def _annotation(column: Column) -> Any:
     if column.kind == "category":
         return Literal[column.categories]  # type: ignore[valid-type]
@@ -109,7 +124,7 @@ def _annotation(column: Column) -> Any:
     if column.kind == "text":
         return Annotated[str, StringConstraints(max_length=256)]
     if column.kind in ("int", "year"):
-        return int
+        return Integer
     if column.kind == "float":
         return float
     if column.kind == "bool":

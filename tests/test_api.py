@@ -510,6 +510,49 @@ def test_predict_accepts_integral_float_count(client: TestClient, history: dict[
     assert response.status_code == 200, response.text
 
 
+NUMBER_FIELDS = [
+    ("income", "amount"),
+    ("medical_claims", "total_cost"),
+    ("medical_claims", "reimbursed"),
+    ("medical_claims", "out_of_pocket"),
+    ("assistance", "amount"),
+    ("events", "loss_amount"),
+]
+
+
+def test_number_fields_match_contract() -> None:
+    contract = {
+        (table.name, column.name)
+        for table in TABLES.values()
+        if table.name in HISTORY_TABLES
+        for column in table.columns
+        if column.kind == "float"
+    }
+
+    assert contract == set(NUMBER_FIELDS)
+
+
+@pytest.mark.parametrize("value", [True, False], ids=["true", "false"])
+@pytest.mark.parametrize(
+    ("table", "column"), NUMBER_FIELDS, ids=[f"{table}-{column}" for table, column in NUMBER_FIELDS]
+)
+def test_predict_rejects_boolean_number(
+    client: TestClient, store: Store, table: str, column: str, value: bool
+) -> None:
+    # h00004 has rows in every history table.
+    history = history_of(store, "h00004")
+    history[table][0][column] = value
+
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "float_type"
+    assert error["loc"] == ["body", "households", 0, table, 0, column]
+    assert error["msg"] == "Input should be a valid number, not a boolean"
+    assert error["input"] is value
+
+
 @pytest.mark.parametrize(
     ("month", "message"),
     [("2999-12", "month 2999-12 is in the future"), ("1899-12", "month 1899-12 is before 1900-01")],

@@ -107,7 +107,19 @@ def reject_boolean_integer(value: Any) -> Any:
     return value
 
 
-Integer = Annotated[int, BeforeValidator(reject_boolean_integer)]
+def reject_boolean_number(value: Any) -> Any:
+    """Reject a JSON boolean, which pydantic's lax mode would read as the number 0.0 or 1.0."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number, not a boolean")
+    return value
+
+
+# Checks that run before a numeric column's own validation, by column kind.
+BOOLEAN_CHECKS = {
+    "int": BeforeValidator(reject_boolean_integer),
+    "year": BeforeValidator(reject_boolean_integer),
+    "float": BeforeValidator(reject_boolean_number),
+}
 
 
 def _annotation(column: Column) -> Any:
@@ -124,7 +136,7 @@ def _annotation(column: Column) -> Any:
     if column.kind == "text":
         return Annotated[str, StringConstraints(max_length=256)]
     if column.kind in ("int", "year"):
-        return Integer
+        return int
     if column.kind == "float":
         return float
     if column.kind == "bool":
@@ -145,7 +157,15 @@ def _field(column: Column) -> tuple[Any, Any]:
     if column.kind == "float":
         constraints["allow_inf_nan"] = False
     if column.nullable:
-        return annotation | None, Field(None, **constraints)
+        annotation = annotation | None
+    # The check wraps the whole type, None included, because inside ``float | None``
+    # pydantic 2.14.4 would write the field's bounds to the JSON schema as raw
+    # ge and le keys instead of minimum and maximum.
+    check = BOOLEAN_CHECKS.get(column.kind)
+    if check is not None:
+        annotation = Annotated[annotation, check]
+    if column.nullable:
+        return annotation, Field(None, **constraints)
     return annotation, Field(..., **constraints)
 
 

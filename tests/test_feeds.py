@@ -940,6 +940,11 @@ def test_two_feeds_conflict_resolved_by_precedence(corpus_root: Path) -> None:
     conflicts = pd.read_parquet(store / "feeds" / "conflicts" / "income.parquet")
     assert conflicts["_feed"].tolist() == ["rural_revitalisation.household_income"]
     assert conflicts["amount"].tolist() == [310.0]
+    lineage = pd.read_parquet(store / "feeds" / "lineage" / "income.parquet")
+    property_lineage = lineage[lineage["source"] == "property"]
+    assert property_lineage["feed"].tolist() == ["civil_affairs.income_checks"]
+    assert property_lineage["file"].tolist() == ["civil_affairs_income_checks.csv"]
+    assert len(lineage) == len(lineage.drop_duplicates(["feed", "file", "row"]))
 
 
 def test_later_delivery_wins_over_precedence(corpus_root: Path, tmp_path: Path) -> None:

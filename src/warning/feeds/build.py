@@ -14,6 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from warning.contract import TABLES, DatasetInfo
@@ -31,11 +32,13 @@ logger = logging.getLogger(__name__)
 SHARED_TABLES = frozenset(name for name, table in TABLES.items() if "household_id" not in table.column_names)
 
 
-def _candidates(spec: ExportSpec, state: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the contract rows one feed contributes, and the lineage of each (feed row to contract key).
+def _candidates(spec: ExportSpec, state: pd.DataFrame, first: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the contract rows one feed contributes, and the lineage of each (feed row to contract row).
 
     With ``aggregate: sum`` the rows of a contract key add up, so several feed
-    rows (the wages of each member) make one contract row.
+    rows (the wages of each member) make one contract row. Candidates are
+    numbered from ``first`` in ``_candidate``, and each lineage row carries
+    the number of the candidate it went into.
     """
     table = TABLES[str(spec.target)]
     key = list(table.key)
@@ -50,11 +53,35 @@ def _candidates(spec: ExportSpec, state: pd.DataFrame) -> tuple[pd.DataFrame, pd
         firsts = grouped[others + ["_file", "_row"]].last()
         latest = grouped["_delivery"].max()
         rows = pd.concat([summed, firsts, latest], axis=1).reset_index()
+        # With sort=False both number the groups in order of first appearance.
+        sources = grouped.ngroup().to_numpy(dtype=np.int64)
     else:
         rows = frame.reset_index(drop=True)
-    rows = rows.assign(_feed=spec.feed, _precedence=spec.precedence)
-    lineage = state[key + list(LINEAGE_COLUMNS)].assign(_feed=spec.feed)
+        sources = np.arange(len(frame), dtype=np.int64)
+    rows = rows.assign(_feed=spec.feed, _precedence=spec.precedence, _candidate=first + np.arange(len(rows)))
+    lineage = state[key + list(LINEAGE_COLUMNS)].assign(_feed=spec.feed, _candidate=first + sources)
     return rows, lineage
+
+
+def _resolve(candidates: pd.DataFrame, key: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the winning candidate of every contract key, and the candidates that lost to another.
+
+    The latest delivery wins, then the lower precedence, then the later file
+    and row. Only keys with several candidates are sorted: in a store without
+    conflicts that is none.
+    """
+    contested = candidates.duplicated(key, keep=False).to_numpy()
+    if not contested.any():
+        return candidates, candidates.iloc[0:0]
+    order = candidates[contested].sort_values(
+        key + ["_delivery", "_precedence", "_file", "_row"],
+        ascending=[True] * len(key) + [False, True, False, False],
+        na_position="first",
+        kind="stable",
+    )
+    repeated = order.duplicated(key, keep="first").to_numpy()
+    winners = pd.concat([candidates[~contested], order[~repeated]], ignore_index=True)
+    return winners, order[repeated].reset_index(drop=True)
 
 
 def build_tables(
@@ -74,32 +101,21 @@ def build_tables(
             state = states.get(spec.feed)
             if state is None or not len(state):
                 continue
-            rows, lineage = _candidates(spec, state)
+            rows, lineage = _candidates(spec, state, sum(len(part) for part in parts))
             parts.append(rows)
             lineage_parts.append(lineage)
         if not parts:
             continue
-        candidates = pd.concat(parts, ignore_index=True)
-        # Latest delivery first, then the lower precedence, then the later file and row.
-        order = candidates.sort_values(
-            key + ["_delivery", "_precedence", "_file", "_row"],
-            ascending=[True] * len(key) + [False, True, False, False],
-            na_position="first",
-            kind="stable",
-        )
-        repeated = order.duplicated(key, keep="first")
-        winners = order[~repeated]
-        conflicts[name] = order[repeated].reset_index(drop=True)
+        winners, losers = _resolve(pd.concat(parts, ignore_index=True), key)
+        conflicts[name] = losers.drop(columns="_candidate")
         tables[name] = winners[table.column_names].reset_index(drop=True)
         lineage = pd.concat(lineage_parts, ignore_index=True)
-        chosen = winners[key + ["_feed"]]
-        if name == "poverty_lines":
-            # Its key has a nullable column, which an inner merge would not match.
-            chosen = chosen.fillna({"region_prefix": ""})
-            lineage = lineage.fillna({"region_prefix": ""})
-        lineage = lineage.merge(chosen, on=key + ["_feed"], how="inner")
-        lineages[name] = lineage.rename(
-            columns={"_feed": "feed", "_file": "file", "_row": "row", "_delivery": "delivery"}
+        chosen = np.isin(lineage["_candidate"].to_numpy(), winners["_candidate"].to_numpy())
+        lineages[name] = (
+            lineage[chosen]
+            .drop(columns="_candidate")
+            .reset_index(drop=True)
+            .rename(columns={"_feed": "feed", "_file": "file", "_row": "row", "_delivery": "delivery"})
         )
     return tables, lineages, conflicts
 

@@ -1294,9 +1294,21 @@ def test_weak_secret_is_rejected(secret: str) -> None:
         resolve_secret(secret, Settings())
 
 
+def test_secret_length_counts_characters() -> None:
+    with pytest.raises(MissingSecretError, match="too short"):
+        resolve_secret("一二三四五六七八九十", Settings())
+
+
 @pytest.mark.parametrize(
     ("as_of", "message"),
-    [("", "invalid delivery date ''"), ("2024-13-01", "invalid delivery date"), ("2999-01-01", "is after today")],
+    [
+        ("", "invalid delivery date ''"),
+        ("2024-13-01", "invalid delivery date"),
+        ("Dec 4", "invalid delivery date"),
+        ("2024-06-30T00:00+08:00", "invalid delivery date"),
+        ("0001-01-01", "is before 1999-01-01"),
+        ("2999-01-01", "is after today"),
+    ],
 )
 def test_bad_delivery_date_is_rejected(as_of: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(FeedIngestError, match=message):
@@ -1313,11 +1325,83 @@ def test_first_delivery_without_income_names_the_cause(tmp_path: Path) -> None:
 def test_formula_cells_are_inert_in_quarantine(tmp_path: Path) -> None:
     formula = '=HYPERLINK("http://x")'
     source = _valid_with_wages(
-        tmp_path, ['520123196503120119,202303,"=HYPERLINK(""http://x"")"', "520123196503120119,202304,-x"]
+        tmp_path,
+        [
+            '520123196503120119,202303,"=HYPERLINK(""http://x"")"',
+            "520123196503120119,202304,-x",
+            "520123196503120119,202305,-2+3+cmd|A0",
+        ],
     )
     store = tmp_path / "store"
     _ingest(source, store, secret=SECRET, as_of=AS_OF)
     quarantine = _quarantine(store)
-    assert sorted(quarantine["value"]) == sorted(["'" + formula, "'-x"])
+    assert sorted(quarantine["value"]) == sorted(["'" + formula, "'-x", "'-2+3+cmd|A0"])
     rejected = pd.read_csv(store / "feeds" / "deliveries" / "0001" / "rejected" / "hrss.wages.csv", dtype=str)
-    assert sorted(rejected["应发工资"]) == sorted(["'" + formula, "'-x"])
+    assert sorted(rejected["应发工资"]) == sorted(["'" + formula, "'-x", "'-2+3+cmd|A0"])
+
+
+def test_symlinked_store_shares_the_lock(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    (tmp_path / "link").symlink_to(store)
+    with _store_lock(store), pytest.raises(FeedIngestError, match="another ingest"):
+        _ingest(CORPUS / "valid", tmp_path / "link", secret=SECRET, as_of=AS_OF)
+
+
+def test_store_given_as_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
+    monkeypatch.chdir(store)
+    report = _ingest(CORPUS / "duplicated_keys", Path("."), secret=SECRET, as_of=AS_OF)
+    assert report.delivery == 2
+    assert report.changed
+
+
+def test_failed_first_delivery_fixes_no_key(tmp_path: Path) -> None:
+    members_only = tmp_path / "members"
+    members_only.mkdir()
+    shutil.copy(CORPUS / "valid" / "civil_affairs_members.csv", members_only)
+    store = tmp_path / "store"
+    with pytest.raises(FeedIngestError, match="no rows yet for required contract tables"):
+        _ingest(members_only, store, secret="mistyped-secret-0123456789", as_of=AS_OF)
+    assert not (store / "feeds" / "layout.json").exists()
+    assert _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF).changed
+
+
+def test_identity_numbers_in_headers_and_text_are_masked(tmp_path: Path) -> None:
+    number = "110105199003071232"
+    source = _valid_with_wages(tmp_path, [], header=f"身份证号,所属年月,应发工资,{number}")
+    lines = (source / "hrss_wages.csv").read_text(encoding="utf-8").splitlines()
+    (source / "hrss_wages.csv").write_text("\n".join([lines[0], *(line + "," for line in lines[1:])]) + "\n", encoding="utf-8")
+    employment = "身份证号,就业状态,行业,开始年月,结束年月\n" f"520123196503120119,11,{number},202201,\n"
+    (source / "hrss_employment.csv").write_text(employment, encoding="utf-8")
+    store = tmp_path / "store"
+    report = _ingest(source, store, secret=SECRET, as_of=AS_OF)
+    assert report.feeds["hrss.employment"].kept == 1
+    assert pd.read_parquet(store / "employment.parquet")["sector"].tolist() == [mask_identity(number)]
+    assert number not in _stored_text(store)
+    assert number not in report.summary()
+
+
+def test_repeated_header_message_is_masked(tmp_path: Path) -> None:
+    number = "110105199003071232"
+    source = _valid_with_wages(tmp_path, [], header=f"身份证号,所属年月,应发工资,{number},{number}")
+    with pytest.raises(FeedIngestError, match="column names repeated in the header") as failure:
+        _ingest(source, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+    assert mask_identity(number) in str(failure.value)
+    assert number not in str(failure.value)
+
+
+def test_files_masking_alike_are_counted_apart(tmp_path: Path) -> None:
+    source = tmp_path / "delivery"
+    shutil.copytree(CORPUS / "valid", source)
+    bad = "身份证号,所属年月,应发工资\n520123196503120119,2023-13,1\n"
+    for number in ("110105199003071232", "110105000000001232"):
+        (source / f"hrss_wages-{number}.csv").write_text(bad, encoding="utf-8")
+    report = _ingest(source, tmp_path / "store", secret=SECRET, as_of=AS_OF)
+    wages = report.feeds["hrss.wages"]
+    assert wages.quarantined == 2
+    assert len(set(wages.files)) == 3
+    assert sorted(_quarantine(tmp_path / "store")["file"]) == sorted(
+        [f"hrss_wages-{mask_identity('110105199003071232')}.csv", f"hrss_wages-{mask_identity('110105199003071232')}.csv (2)"]
+    )

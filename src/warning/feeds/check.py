@@ -20,7 +20,12 @@ import pandas as pd
 from pandera.errors import SchemaErrors
 
 from warning.contract import TABLES
-from warning.feeds.identity import IdentityHasher, mask_identities, mask_identities_in_cells, shown_file_name
+from warning.feeds.identity import (
+    IdentityHasher,
+    mask_identities,
+    mask_identities_in_cells,
+    mask_identities_in_text,
+)
 from warning.feeds.parse import MISSING_COLUMN, MISSING_VALUE, no_problems, parse_column, problem_frame
 from warning.feeds.partitions import partition_of
 from warning.feeds.read import MALFORMED_ROW, FeedFile, FeedFileError, iter_feed_file
@@ -65,10 +70,10 @@ def _check_file(
     rows, and the problems of every row (an empty row is one).
     """
     frame = feed_file.frame
-    dropped = [name for name in frame.columns if name not in spec.columns]
+    dropped = [mask_identities_in_text(str(name)) for name in frame.columns if name not in spec.columns]
     if dropped and not report.dropped_columns:
         logger.warning(
-            "Ignored columns %s of %s: feed %s does not declare them", dropped, feed_file.path, spec.feed
+            "Ignored columns %s of %s: feed %s does not declare them", dropped, report.file, spec.feed
         )
     report.dropped_columns = dropped
     absent = [name for name in spec.columns if name not in frame.columns]
@@ -84,7 +89,7 @@ def _check_file(
     empty = frame.isna().all(axis=1) if len(frame.columns) else pd.Series(True, index=frame.index)
     parts.append(problem_frame(frame.index[empty], "", "", EMPTY_ROW))
     frame = frame[~empty]
-    found = ", ".join(frame.columns)
+    found = mask_identities_in_text(", ".join(str(name) for name in frame.columns))
     for name in report.missing_columns:
         parts.append(problem_frame(frame.index, name, "", MISSING_COLUMN, f"the file has columns {found}"))
     typed: dict[str, pd.Series] = {}
@@ -289,7 +294,7 @@ def read_file(
             clean = ~frame.index.isin(problems["row"])
             rows = pd.concat([_keys(spec, typed, frame, run), rows], axis=1)[clean]
             rows = rows.assign(
-                _delivery=run.delivery, _file=shown_file_name(path), _row=rows.index.to_numpy(dtype="int64")
+                _delivery=run.delivery, _file=report.file, _row=rows.index.to_numpy(dtype="int64")
             )
             if spill_dir is None:
                 read.kept.append(rows)
@@ -301,10 +306,10 @@ def read_file(
                     f"{position:06d}-{block:06d}",
                     partitions,
                 )
-            read.problems.append(problems.assign(feed=spec.feed, file=shown_file_name(path)))
+            read.problems.append(problems.assign(feed=spec.feed, file=report.file))
             if len(problems):
                 bad_rows = np.unique(problems["row"].to_numpy(dtype="int64"))
-                read.rejected.append(_rejected_rows(spec, feed_file, bad_rows))
+                read.rejected.append(_rejected_rows(spec, feed_file, bad_rows, report.file))
     except FeedFileError:
         if spill_dir is not None:
             for spilled in spill_dir.glob(f"part-*/{position:06d}-*.parquet"):
@@ -336,7 +341,7 @@ def spill(rows: pd.DataFrame, column: str, spill_dir: Path, name: str, partition
         rows[parts == part].to_parquet(folder / f"{name}.parquet", index=False)
 
 
-def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> pd.DataFrame:
+def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray, file: str) -> pd.DataFrame:
     """Return the rejected rows as read, identity numbers masked, with file and row number first."""
     frame = feed_file.frame.reindex(rows[np.isin(rows, feed_file.frame.index)]).copy()
     for name in frame.columns:
@@ -344,6 +349,7 @@ def _rejected_rows(spec: ExportSpec, feed_file: FeedFile, rows: np.ndarray) -> p
             frame[name] = mask_identities(frame[name])
         else:
             frame[name] = mask_identities_in_cells(frame[name])
+    frame.columns = [mask_identities_in_text(str(name)) for name in frame.columns]
     frame.insert(0, "row", frame.index.to_numpy())
-    frame.insert(0, "file", shown_file_name(feed_file.path))
+    frame.insert(0, "file", file)
     return frame.reset_index(drop=True)

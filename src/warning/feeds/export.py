@@ -88,6 +88,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _shown_names(paths: list[Path]) -> list[str]:
+    """Return the masked name of each file, numbered where two files of an export mask to the same name.
+
+    Counts and quarantine rows are kept per shown name, so two files must not share one.
+    """
+    names: list[str] = []
+    for path in paths:
+        name = shown_file_name(path)
+        copy = 2
+        while name in names:
+            name = f"{shown_file_name(path)} ({copy})"
+            copy += 1
+        names.append(name)
+    return names
+
+
 def read_export(
     spec: ExportSpec,
     paths: list[Path],
@@ -102,12 +118,13 @@ def read_export(
     per delivered file and partition; those of other exports are kept in
     ``delivered``.
     """
-    counts = FeedCounts(feed=spec.feed, files=[shown_file_name(path) for path in paths])
+    names = _shown_names(paths)
+    counts = FeedCounts(feed=spec.feed, files=names)
     result = ExportResult(spec, counts, files=[])
     rejected_parts: list[pd.DataFrame] = []
     row_parts: list[pd.DataFrame] = []
     for position, path in enumerate(paths):
-        report = FileReport(file=shown_file_name(path), feed=spec.feed, status="read", sha256=_sha256(path))
+        report = FileReport(file=names[position], feed=spec.feed, status="read", sha256=_sha256(path))
         result.files.append(report)
         previous = seen.get((spec.feed, str(report.sha256)))
         if previous is not None and previous[2]:

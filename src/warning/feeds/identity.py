@@ -78,12 +78,25 @@ def has_identity_shape(text: str) -> bool:
     return _IDENTITY_SHAPE.fullmatch(text) is not None
 
 
-_NUMBER_IN_TEXT = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx])")
+# A run of 15 or more digits (any script), with an X and single spaces or hyphens allowed between
+# them: an identity number, also when it is written in groups or runs into other digits.
+_LONG_NUMBER_IN_TEXT = re.compile(r"\d(?:[ -]?[\dXxＸｘ]){14,}")
+
+
+def _masked_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    return run[:6] + "*" * (len(run) - 10) + run[-4:]
 
 
 def mask_identities_in_text(text: str) -> str:
-    """Return free text, such as a malformed CSV line, with every 18-character identity number masked."""
-    return _NUMBER_IN_TEXT.sub(lambda match: match.group(1) + "*" * 8 + match.group(2), text)
+    """Return free text, such as a malformed CSV line, with every identity number in it masked.
+
+    Any run of 15 or more digits is masked as ``mask_identity`` masks a
+    number: only its first 6 and last 4 characters are kept. That masks
+    some long numbers that are not identity numbers, which is the safe way
+    to be wrong.
+    """
+    return _LONG_NUMBER_IN_TEXT.sub(_masked_run, text)
 
 
 def mask_identities_in_cells(values: pd.Series) -> pd.Series:

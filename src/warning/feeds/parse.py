@@ -208,7 +208,8 @@ def parse_column(
         mapped = cells.map(column.codes)
         values = mapped.astype("boolean") if kind == "flag" else mapped.astype("string")
     else:
-        values = cells.astype("string")
+        # Free text is stored, so an identity number typed into it is masked like everywhere else.
+        values = mask_identities_in_cells(cells).where(present).astype("string")
     problems = pd.concat([part for part in parts if len(part)] or [no_problems()], ignore_index=True)
     return Parsed(values=values, problems=problems)
 
@@ -224,7 +225,7 @@ def _parse_township(
     if region_cells is None:
         return values, parts
     outside = well_formed & region_cells.notna() & (cells.str.slice(0, 6) != region_cells)
-    detail = "region code " + region_cells.fillna("")
+    detail = "region code " + mask_identities_in_cells(region_cells)
     parts.append(_problems_where(column, cells, outside.fillna(False), TOWNSHIP_OUTSIDE_REGION, detail))
     current = regions.resolve(region_cells).current
     moved = current.fillna(values.str.slice(0, 6)) + values.str.slice(6, 9)

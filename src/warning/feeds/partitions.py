@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,11 @@ class Layout:
         return cls(partitions=int(body["partitions"]), key_fingerprint=body.get("key_fingerprint"))
 
     def write(self, feeds_dir: Path) -> None:
+        """Write ``layout.json`` through a temporary file, so that a stopped run never leaves half of it."""
         body = {"partitions": self.partitions, "key_fingerprint": self.key_fingerprint}
-        (feeds_dir / LAYOUT_FILE).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        pending = feeds_dir / f"{LAYOUT_FILE}.tmp"
+        pending.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        os.replace(pending, feeds_dir / LAYOUT_FILE)
 
 
 def choose_partitions(delivered_bytes: int, partitions: int | None, partition_megabytes: float) -> int:

@@ -43,9 +43,9 @@ from warning.contract import TABLES
 from warning.feeds.build import SHARED_TABLES, build_tables, combine_stores, ingest_partition
 from warning.feeds.check import DeliveryRun, spill
 from warning.feeds.export import UNIT_ERROR, ExportResult, merge_rows, read_export, read_spilled
-from warning.feeds.identity import IdentityHasher, shown_file_name
+from warning.feeds.identity import IdentityHasher, mask_identities_in_text, shown_file_name
 from warning.feeds.install import INSTALL_DIR, commit, is_committing, recover, stage_appended, stage_frame
-from warning.feeds.parse import PROBLEM_COLUMNS
+from warning.feeds.parse import NUMBER_TEXT, PROBLEM_COLUMNS
 from warning.feeds.partitions import (
     LAYOUT_FILE,
     Layout,
@@ -74,6 +74,8 @@ QUARANTINE_COLUMNS = ("feed", "file", *PROBLEM_COLUMNS)
 SECRET_VARIABLE = "POVWARN_ID_HASH_SECRET"
 MIN_SECRET_LENGTH = 16
 MIN_SECRET_DISTINCT = 8
+# 18-character resident identity numbers were introduced by GB 11643-1999.
+EARLIEST_DELIVERY = pd.Timestamp("1999-01-01")
 
 
 class FeedIngestError(Exception):
@@ -99,11 +101,11 @@ def resolve_secret(secret: str | bytes | None, settings: Settings) -> bytes:
             "so keep it stable and out of version control."
         )
     key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-    if len(key) < MIN_SECRET_LENGTH:
+    if len(secret) < MIN_SECRET_LENGTH:
         raise MissingSecretError(
             f"{SECRET_VARIABLE} is too short: use at least {MIN_SECRET_LENGTH} characters"
         )
-    if len(set(key.strip())) < MIN_SECRET_DISTINCT:
+    if len(set(secret.strip() if isinstance(secret, str) else key.strip())) < MIN_SECRET_DISTINCT:
         raise MissingSecretError(
             f"{SECRET_VARIABLE} has fewer than {MIN_SECRET_DISTINCT} different characters: use a random key"
         )
@@ -113,18 +115,27 @@ def resolve_secret(secret: str | bytes | None, settings: Settings) -> bytes:
 def parse_as_of(as_of: str | pd.Timestamp | None) -> pd.Timestamp:
     """Return the delivery date: ``as_of`` (YYYY-MM-DD), or today in UTC when it is None.
 
-    Raises ``FeedIngestError`` for a value that is not a date, or a date after
-    tomorrow, which would let months that have not happened yet through.
+    Raises ``FeedIngestError`` for a value that is not a date written
+    YYYY-MM-DD, a date before 1999, or a date after tomorrow, which would let
+    months that have not happened yet through.
     """
     today = pd.Timestamp(datetime.now(UTC).date())
     if as_of is None:
         return today
-    try:
+    if isinstance(as_of, str):
+        try:
+            date = pd.Timestamp(datetime.strptime(as_of, "%Y-%m-%d"))
+        except ValueError as error:
+            raise FeedIngestError(f"invalid delivery date {as_of!r}: expected YYYY-MM-DD") from error
+    else:
         date = pd.Timestamp(as_of)
-    except ValueError as error:
-        raise FeedIngestError(f"invalid delivery date {as_of!r}: expected YYYY-MM-DD") from error
-    if pd.isna(date):
+    if pd.isna(date) or date.tz is not None:
         raise FeedIngestError(f"invalid delivery date {as_of!r}: expected YYYY-MM-DD")
+    if date < EARLIEST_DELIVERY:
+        raise FeedIngestError(
+            f"delivery date {date.date()} is before {EARLIEST_DELIVERY.date()}, when 18-character "
+            "identity numbers began; give the day the files were exported"
+        )
     if date.normalize() > today + pd.Timedelta(days=1):
         raise FeedIngestError(
             f"delivery date {date.date()} is after today ({today.date()}): months up to it would pass "
@@ -225,20 +236,22 @@ def ingest_feeds(
     hasher = IdentityHasher(resolve_secret(secret, settings))
     specs = specs if specs is not None else load_specs(settings.feed_specs_dir)
     regions = regions if regions is not None else RegionCodes.load(settings.region_codes_path)
-    source_dir, store_dir = Path(source_dir), Path(store_dir)
+    # Resolved, so that a symbolic link or "." names the same lock and folder as the store itself.
+    source_dir, store_dir = Path(source_dir), Path(store_dir).resolve()
     as_of_date = parse_as_of(as_of)
     feeds_dir = store_dir / FEEDS_DIR
     matched, ignored = _match_files(source_dir, specs)
+    shown_source = mask_identities_in_text(str(source_dir))
     if ignored:
-        logger.warning("Ignored files in %s that match no feed: %s", source_dir, ignored)
+        logger.warning("Ignored files in %s that match no feed: %s", shown_source, ignored)
     if not any(matched.values()):
         raise FeedIngestError(
-            f"delivery folder {source_dir} has no file of any feed (found: {', '.join(ignored) or 'none'}); "
+            f"delivery folder {shown_source} has no file of any feed (found: {', '.join(ignored) or 'none'}); "
             "`povwarn feeds list` shows the file names each feed expects"
         )
     store_dir.parent.mkdir(parents=True, exist_ok=True)
     with _store_lock(store_dir):
-        recover_replaced_store(store_dir.resolve())
+        recover_replaced_store(store_dir)
         if (store_dir / "households.parquet").is_file() and not (feeds_dir / LAYOUT_FILE).is_file():
             raise FeedIngestError(
                 f"store {store_dir} holds tables that were not built from feeds (written by `povwarn ingest`); "
@@ -246,19 +259,26 @@ def ingest_feeds(
             )
         feeds_dir.mkdir(parents=True, exist_ok=True)
         recover(store_dir, WORK_PREFIX)
-        return _ingest_delivery(
-            source_dir=source_dir,
-            store_dir=store_dir,
-            matched=matched,
-            ignored=ignored,
-            settings=settings,
-            specs=specs,
-            regions=regions,
-            hasher=hasher,
-            as_of_date=as_of_date,
-            started=started,
-            started_at=started_at,
-        )
+        new_store = not (feeds_dir / LAYOUT_FILE).is_file()
+        try:
+            return _ingest_delivery(
+                source_dir=source_dir,
+                store_dir=store_dir,
+                matched=matched,
+                ignored=ignored,
+                settings=settings,
+                specs=specs,
+                regions=regions,
+                hasher=hasher,
+                as_of_date=as_of_date,
+                started=started,
+                started_at=started_at,
+            )
+        except FeedIngestError:
+            if new_store and not (store_dir / "households.parquet").is_file():
+                # A first delivery that stored nothing fixes neither the key nor the partition count.
+                (feeds_dir / LAYOUT_FILE).unlink(missing_ok=True)
+            raise
 
 
 @contextmanager
@@ -357,7 +377,7 @@ def _ingest_delivery(
     logger.info(
         "Ingesting delivery %d from %s into %s (as of %s, %d partitions)",
         delivery,
-        source_dir,
+        mask_identities_in_text(str(source_dir)),
         store_dir,
         as_of_date.date(),
         layout.partitions,
@@ -369,7 +389,7 @@ def _ingest_delivery(
         changed = any(result.changed for result in results)
         report = FeedReport(
             delivery=delivery,
-            source_dir=str(source_dir),
+            source_dir=mask_identities_in_text(str(source_dir)),
             store_dir=str(store_dir),
             as_of=str(as_of_date.date()),
             started_at=started_at,
@@ -649,12 +669,21 @@ def _refresh_roster(states: dict[str, pd.DataFrame], by_feed: dict[str, ExportSp
         )
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula; "-" only when no number follows.
-_FORMULA_START = r"^(?:[=+@\t\r]|-(?![0-9.]))"
+# A spreadsheet runs a cell that starts with one of these as a formula, and one that starts with "-"
+# unless the cell is a plain number.
+_FORMULA_START = r"^[=+@\t\r-]"
+_PLAIN_NUMBER = rf"^{NUMBER_TEXT}$"
+
+
+def _inert_text(cells: pd.Series) -> pd.Series:
+    cells = cells.astype("string")
+    risky = cells.str.contains(_FORMULA_START, regex=True) & ~cells.str.fullmatch(_PLAIN_NUMBER)
+    risky = risky.fillna(False).astype(bool)
+    return cells.where(~risky, "'" + cells) if risky.any() else cells
 
 
 def _inert_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return rejected cells with a leading apostrophe where a spreadsheet would run them as a formula.
+    """Return rejected cells and column names with a leading apostrophe where a spreadsheet would run them.
 
     Quarantine files are opened by staff in spreadsheets, and a delivered cell
     such as ``=HYPERLINK(...)`` would otherwise run there.
@@ -662,10 +691,8 @@ def _inert_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for name in frame.columns:
         if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
-            cells = frame[name].astype("string")
-            risky = cells.str.contains(_FORMULA_START, regex=True).fillna(False).astype(bool)
-            if risky.any():
-                frame[name] = cells.where(~risky, "'" + cells)
+            frame[name] = _inert_text(frame[name])
+    frame.columns = list(_inert_text(pd.Series([str(name) for name in frame.columns], dtype="string")))
     return frame
 
 

@@ -43,8 +43,9 @@ class FeedFileError(Exception):
     def __init__(self, feed: str, path: Path, message: str) -> None:
         self.feed = feed
         self.path = Path(path)
-        self.message = message
-        super().__init__(f"feed {feed}, file {shown_file_name(self.path)}: {message}")
+        # Messages can quote header cells and byte sequences, which may hold identity numbers.
+        self.message = mask_identities_in_text(message)
+        super().__init__(f"feed {feed}, file {shown_file_name(self.path)}: {self.message}")
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _scan(path: Path, feed: str) -> str:
             f"not valid UTF-8 or GBK: byte {bad_byte} (line {line}) cannot be decoded; export the file as UTF-8",
         ) from error
     _check_quotes(path, feed, quotes)
-    logger.warning("Decoding %s as GB18030 (GBK), because it is not valid UTF-8", path)
+    logger.warning("Decoding %s as GB18030 (GBK), because it is not valid UTF-8", shown_file_name(path))
     return "gb18030"
 
 

@@ -427,6 +427,15 @@ def test_validation_error_lists_at_most_100_errors(client: TestClient, history: 
     assert details[-1]["msg"].startswith("50 more errors are not listed")
 
 
+def _set_history_value(history: dict[str, Any], table: str, column: str, value: Any) -> list[Any]:
+    """Set one value of the household or of the first row of a table; return its error location."""
+    if table == "household":
+        history["household"][column] = value
+        return ["body", "households", 0, "household", column]
+    history[table][0][column] = value
+    return ["body", "households", 0, table, 0, column]
+
+
 @pytest.mark.parametrize(
     ("table", "column", "value"),
     [
@@ -445,12 +454,7 @@ def test_validation_error_lists_at_most_100_errors(client: TestClient, history: 
 def test_predict_rejects_out_of_range_number(
     client: TestClient, history: dict[str, Any], table: str, column: str, value: float
 ) -> None:
-    if table == "household":
-        history["household"][column] = value
-        location = ["body", "households", 0, "household", column]
-    else:
-        history[table][0][column] = value
-        location = ["body", "households", 0, table, 0, column]
+    location = _set_history_value(history, table, column, value)
 
     response = client.post("/v1/predict", json={"households": [history]})
 
@@ -485,12 +489,7 @@ def test_integer_fields_match_contract() -> None:
 def test_predict_rejects_boolean_integer(
     client: TestClient, history: dict[str, Any], table: str, column: str, value: bool
 ) -> None:
-    if table == "household":
-        history["household"][column] = value
-        location = ["body", "households", 0, "household", column]
-    else:
-        history[table][0][column] = value
-        location = ["body", "households", 0, table, 0, column]
+    location = _set_history_value(history, table, column, value)
 
     response = client.post("/v1/predict", json={"households": [history]})
 

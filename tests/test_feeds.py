@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from warning.contract import TABLES
 from warning.explain.truth import read_falls
@@ -986,21 +986,23 @@ def test_repeated_row_of_stored_value_is_merged(corpus_root: Path, tmp_path: Pat
     assert ALREADY_STORED == "already stored"
 
 
-def test_cli_feeds_ingest_reads_secret_from_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _cli_feeds_ingest(source: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> Result:
+    """Run ``povwarn feeds ingest`` with the hash secret taken from the environment, as a user would."""
     from warning.cli import app
     from warning.settings import get_settings
 
     monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(
-            app,
-            ["feeds", "ingest", str(CORPUS / "valid"), "--store", str(tmp_path / "store"), "--as-of", AS_OF],
-        )
+        return CliRunner().invoke(app, ["feeds", "ingest", str(source), "--store", str(store), "--as-of", AS_OF])
     finally:
         get_settings.cache_clear()
+
+
+def test_cli_feeds_ingest_reads_secret_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _cli_feeds_ingest(CORPUS / "valid", tmp_path / "store", monkeypatch)
     assert result.exit_code == 0, result.output
     assert "hrss.wages" in result.output
     assert (tmp_path / "store" / "income.parquet").exists()
@@ -1011,18 +1013,7 @@ def test_cli_feeds_ingest_reads_secret_from_environment(
 
 
 def test_cli_exits_1_when_a_file_is_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from warning.cli import app
-    from warning.settings import get_settings
-
-    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(
-            app,
-            ["feeds", "ingest", str(CORPUS / "missing_column"), "--store", str(tmp_path / "store"), "--as-of", AS_OF],
-        )
-    finally:
-        get_settings.cache_clear()
+    result = _cli_feeds_ingest(CORPUS / "missing_column", tmp_path / "store", monkeypatch)
     assert result.exit_code == 1, result.output
     assert "could not be used: hrss_pensions.csv" in result.output
     assert (tmp_path / "store" / "income.parquet").exists()
@@ -1066,23 +1057,13 @@ def test_contract_store_is_not_a_feed_store(simulated: Path, tmp_path: Path) -> 
 
 
 def test_cli_exits_2_when_every_row_is_quarantined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from warning.cli import app
-    from warning.settings import get_settings
-
     store = tmp_path / "store"
     _ingest(CORPUS / "valid", store, secret=SECRET, as_of=AS_OF)
     source = tmp_path / "bad_wages"
     source.mkdir()
     lines = (CORPUS / "invalid_identity" / "hrss_wages.csv").read_text(encoding="utf-8").splitlines()
     (source / "hrss_wages.csv").write_text("\n".join([lines[0], *lines[-3:]]) + "\n", encoding="utf-8")
-    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(
-            app, ["feeds", "ingest", str(source), "--store", str(store), "--as-of", AS_OF]
-        )
-    finally:
-        get_settings.cache_clear()
+    result = _cli_feeds_ingest(source, store, monkeypatch)
     assert result.exit_code == 2, result.output
     assert "Nothing was stored: all 3 rows read were quarantined" in result.output
     assert len(_quarantine(store, delivery=2)) == 3

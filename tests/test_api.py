@@ -872,6 +872,100 @@ def test_scores_without_database_table(tmp_path: Path) -> None:
     assert "run povwarn score" in response.json()["detail"]
 
 
+def test_household_scores_return_the_batch_score(client: TestClient, batch: pd.DataFrame) -> None:
+    household_id = batch["probability"].idxmax()
+    response = client.get(f"/v1/households/{household_id}/scores")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["household_id"] == household_id
+    [item] = body["items"]
+    assert item["probability"] == pytest.approx(batch.loc[household_id, "probability"])
+    assert item["model_version"] == "api-1"
+    assert item["top_causes"] == json.loads(batch.loc[household_id, "top_causes"])
+    assert item["measures"] == json.loads(batch.loc[household_id, "measures"])
+
+
+@pytest.fixture
+def rescored_client(settings: Settings, batch: pd.DataFrame, tmp_path: Path) -> Iterator[TestClient]:
+    """A client whose database holds two cut-offs, the later one scored by two models."""
+    from warning.score.database import make_engine, write_scores
+
+    database = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'scores.db'}"})
+    rows = batch.reset_index().drop(columns=["scored_at"])
+    rows["top_causes"] = rows["top_causes"].map(json.loads)
+    rows["measures"] = rows["measures"].map(json.loads)
+    later = rows["cutoff"].iloc[0]
+    earlier = (pd.Timestamp(later) - pd.DateOffset(months=3)).date()
+    engine = make_engine(database.score_database_url)
+    write_scores(engine, rows.assign(cutoff=earlier, probability=0.11), datetime(2024, 1, 5, tzinfo=UTC))
+    write_scores(engine, rows, datetime(2024, 4, 5, tzinfo=UTC))
+    write_scores(engine, rows.assign(model_version="api-2", probability=0.33), datetime(2024, 4, 6, tzinfo=UTC))
+    engine.dispose()
+    with TestClient(create_app(database)) as test_client:
+        yield test_client
+
+
+def test_household_scores_list_latest_model_per_cutoff_newest_first(
+    rescored_client: TestClient, batch: pd.DataFrame
+) -> None:
+    household_id = batch.index[0]
+    body = rescored_client.get(f"/v1/households/{household_id}/scores").json()
+
+    later = pd.Timestamp(batch["cutoff"].iloc[0])
+    earlier = later - pd.DateOffset(months=3)
+    assert [item["cutoff"] for item in body["items"]] == [later.strftime("%Y-%m"), earlier.strftime("%Y-%m")]
+    assert [item["model_version"] for item in body["items"]] == ["api-2", "api-1"]
+    assert [item["probability"] for item in body["items"]] == [0.33, 0.11]
+
+
+def test_household_scores_limit_counts_cutoffs(rescored_client: TestClient, batch: pd.DataFrame) -> None:
+    body = rescored_client.get(f"/v1/households/{batch.index[0]}/scores", params={"limit": 1}).json()
+
+    [item] = body["items"]
+    assert item["model_version"] == "api-2"
+
+
+def test_household_scores_of_unknown_household_is_404(client: TestClient) -> None:
+    response = client.get("/v1/households/h99999/scores")
+
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith("household h99999 has no scores")
+
+
+def test_household_scores_reject_identity_number_and_mask_it(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    number = "11010519491231002X"
+    with caplog.at_level("WARNING"):
+        response = client.get(f"/v1/households/{number}/scores")
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["path", "household_id"]
+    assert error["type"] == "identity_number"
+    assert error["msg"].startswith("household ids must be the hashed ids of the store")
+    assert number not in response.text
+    assert number not in caplog.text
+    assert "110105********002X" in caplog.text
+
+
+def test_server_log_filter_masks_identity_numbers() -> None:
+    import logging
+
+    from warning.api.middleware import MaskIdentityNumbers
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/v1/households/11010519491231002X/scores?limit=2", "1.1", 422), None,
+    )
+
+    assert MaskIdentityNumbers().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /v1/households/110105********002X/scores?limit=2 HTTP/1.1" 422'
+    # uvicorn's access formatter unpacks the arguments, so they stay a tuple of five.
+    assert len(record.args) == 5
+
+
 # Settings.
 
 

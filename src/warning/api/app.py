@@ -30,6 +30,7 @@ from warning.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
     RequestMetrics,
+    mask_identity_numbers_in_server_logs,
     request_id_of,
 )
 from warning.api.predict import build_predict_router
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = """Risk of relapse into poverty and of new poverty for urban and rural households.
 
 `POST /v1/predict` scores household histories sent in the request; `GET /v1/scores`
-pages through the batch scores written by `povwarn score`. A score supports the
+pages through the batch scores written by `povwarn score`, and
+`GET /v1/households/{household_id}/scores` returns one household's. A score supports the
 decision of the staff who visit a household and never makes it.
 """
 
@@ -126,7 +128,7 @@ async def _log_validation_error(request: Request, error: Exception) -> Response:
         "Request %s %s %s rejected with 422: %s",
         request_id_of(request.scope),
         request.method,
-        request.url.path,
+        mask_identities_in_text(request.url.path),
         _describe_errors(error.errors()),
     )
     return JSONResponse(status_code=422, content={"detail": safe_error_details(error.errors())})
@@ -139,7 +141,7 @@ async def _log_http_error(request: Request, error: Exception) -> Response:
             "Request %s %s %s failed with %d: %s",
             request_id_of(request.scope),
             request.method,
-            request.url.path,
+            mask_identities_in_text(request.url.path),
             error.status_code,
             error.detail,
         )
@@ -148,7 +150,8 @@ async def _log_http_error(request: Request, error: Exception) -> Response:
 
 async def _log_unexpected_error(request: Request, error: Exception) -> Response:
     request_id = request_id_of(request.scope)
-    logger.exception("Request %s %s %s failed: %s", request_id, request.method, request.url.path, error)
+    path = mask_identities_in_text(request.url.path)
+    logger.exception("Request %s %s %s failed: %s", request_id, request.method, path, error)
     return JSONResponse(
         status_code=500,
         content={
@@ -240,6 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mask_identity_numbers_in_server_logs()
         state = load_service_state(settings)
         app.state.service = state
         refresher = None

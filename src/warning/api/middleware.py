@@ -1,4 +1,4 @@
-"""Request ids, Prometheus metrics and the body size limit for every HTTP request."""
+"""Request ids, Prometheus metrics, the body size limit and identity masking in logs for every HTTP request."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from warning.feeds.identity import mask_identities_in_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,37 @@ class RequestMetrics:
             ["method", "route"],
             registry=self.registry,
         )
+
+
+# uvicorn's access log writes each request line, query string included, and its
+# error log can quote a path, so both are masked.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+class MaskIdentityNumbers(logging.Filter):
+    """Mask resident identity numbers in a log record, such as a number a client put in a URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The arguments are masked one by one, because uvicorn's access formatter reads them as a tuple.
+        if isinstance(record.msg, str):
+            record.msg = mask_identities_in_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked(argument) for argument in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _masked(argument) for key, argument in record.args.items()}
+        return True
+
+
+def _masked(argument: object) -> object:
+    return mask_identities_in_text(argument) if isinstance(argument, str) else argument
+
+
+def mask_identity_numbers_in_server_logs() -> None:
+    """Add ``MaskIdentityNumbers`` to uvicorn's loggers once; uvicorn configures them before the app starts."""
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        if not any(isinstance(existing, MaskIdentityNumbers) for existing in server_logger.filters):
+            server_logger.addFilter(MaskIdentityNumbers())
 
 
 def request_id_of(scope: Scope) -> str:

@@ -76,7 +76,11 @@ def check_hashed_id(value: str, info: ValidationInfo) -> str:
     Ids must be hashed before they reach the service. The error message
     never contains the number, and the 422 handler masks it in the input.
     """
-    field = info.field_name or "id"
+    return reject_unhashed_id(value, info.field_name or "id")
+
+
+def reject_unhashed_id(value: str, field: str) -> str:
+    """Raise the errors of ``check_hashed_id`` for the id field ``field``."""
     for position, character in enumerate(value):
         if unicodedata.category(character) == "Cc":
             raise PydanticCustomError(
@@ -94,6 +98,17 @@ def check_hashed_id(value: str, info: ValidationInfo) -> str:
             {"field": field},
         )
     return value
+
+
+def check_hashed_household_id(value: str) -> str:
+    """``check_hashed_id`` for a household id in a URL path, where the validator is not told the field name."""
+    return reject_unhashed_id(value, "household_id")
+
+
+HashedId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(check_hashed_id)]
+HashedHouseholdId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(check_hashed_household_id)
+]
 
 
 def reject_boolean_integer(value: Any) -> Any:
@@ -130,9 +145,7 @@ def _annotation(column: Column) -> Any:
     if column.kind == "region":
         return Annotated[str, StringConstraints(pattern=REGION_CODE_PATTERN)]
     if column.kind == "id":
-        return Annotated[
-            str, StringConstraints(min_length=1, max_length=128), AfterValidator(check_hashed_id)
-        ]
+        return HashedId
     if column.kind == "text":
         return Annotated[str, StringConstraints(max_length=256)]
     if column.kind in ("int", "year"):
@@ -299,6 +312,15 @@ class ScoresPage(BaseModel):
     offset: int
     items: list[ScoreItem]
     links: PageLinks
+
+
+class HouseholdScores(BaseModel):
+    """The scores of one household, one per cut-off, newest cut-off first."""
+
+    household_id: str
+    items: list[ScoreItem] = Field(
+        description="one score per cut-off: that of the model that scored the cut-off most recently"
+    )
 
 
 class Health(BaseModel):

@@ -1,4 +1,4 @@
-"""GET /v1/scores: page through the batch scores of one cut-off."""
+"""GET /v1/scores: page through the batch scores of one cut-off; GET /v1/households/{id}/scores: one household's."""
 
 from __future__ import annotations
 
@@ -8,20 +8,30 @@ from dataclasses import dataclass
 from datetime import UTC, date
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from warning.api.deps import StateDep
-from warning.api.schemas import MONTH_PATTERN, PageLinks, ScoreItem, ScoresPage, Target
+from warning.api.schemas import (
+    MONTH_PATTERN,
+    HashedHouseholdId,
+    HouseholdScores,
+    PageLinks,
+    ScoreItem,
+    ScoresPage,
+    Target,
+)
 from warning.contract import EARLIEST_YEAR
 from warning.score import SCORES
 
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+# Ten years of monthly cut-offs.
+MAX_HOUSEHOLD_CUTOFFS = 120
 # Databases take OFFSET as a 64-bit integer, and a larger value fails in the
 # driver. 10**9 rows is far above the size of any score table.
 MAX_OFFSET = 10**9
@@ -208,3 +218,49 @@ def _read_page(
         items=[_item(row) for row in rows],
         links=links,
     )
+
+
+@router.get(
+    "/v1/households/{household_id}/scores",
+    response_model=HouseholdScores,
+    summary="One household's scores, newest cut-off first",
+    responses={
+        404: {"description": "the household has no scores"},
+        503: {"description": "the score database has no scores table: run povwarn score"},
+    },
+)
+def household_scores(
+    state: StateDep,
+    household_id: Annotated[
+        HashedHouseholdId,
+        Path(description="the household id of the store; povwarn feeds lookup finds it from an identity number"),
+    ],
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_HOUSEHOLD_CUTOFFS, description="how many cut-offs to return, newest first")
+    ] = 12,
+) -> HouseholdScores:
+    """Return a household's score, causes and measures at its latest cut-offs, to follow its risk over time."""
+    try:
+        if not inspect(state.engine).has_table(SCORES.name):
+            raise HTTPException(status_code=503, detail=f"no scores in {state.database_url}: run povwarn score")
+        # The latest scored model of each cut-off, as GET /v1/scores lists it.
+        newest = (
+            func.row_number()
+            .over(partition_by=SCORES.c.cutoff, order_by=(SCORES.c.scored_at.desc(), SCORES.c.model_version))
+            .label("newest")
+        )
+        ranked = select(SCORES, newest).where(SCORES.c.household_id == household_id).subquery()
+        query = select(ranked).where(ranked.c.newest == 1).order_by(ranked.c.cutoff.desc()).limit(limit)
+        with state.engine.connect() as connection:
+            rows = connection.execute(query).all()
+    except SQLAlchemyError as error:
+        url = state.database_url
+        logger.error("Reading the scores of household %s from %s failed: %s", household_id, url, error)
+        raise HTTPException(status_code=503, detail=f"reading the score database {url} failed: {error}") from error
+    if not rows:
+        raise HTTPException(
+            status_code=404,
+            detail=f"household {household_id} has no scores: check the id, or run povwarn score "
+            "after ingesting its data",
+        )
+    return HouseholdScores(household_id=household_id, items=[_item(row) for row in rows])

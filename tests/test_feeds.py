@@ -45,6 +45,7 @@ from warning.feeds.lookup import lookup_identities, read_roster
 from warning.feeds.parse import date_pattern
 from warning.feeds.partitions import Layout, choose_partitions, partition_of
 from warning.feeds.pipeline import _store_lock
+from warning.feeds.report import FileReport
 from warning.feeds.read import iter_feed_file, read_feed_file
 from warning.feeds.regions import RegionTableError
 from warning.feeds.spec import SpecError, load_department
@@ -117,6 +118,19 @@ def test_identity_problems_name_each_reason() -> None:
     assert reasons[5] == FUTURE_BIRTH_DATE
     assert reasons[6] == BAD_CHECK_DIGIT
     assert pd.isna(reasons[7])
+
+
+def test_identity_problems_point_to_spreadsheet_damage() -> None:
+    from warning.feeds.identity import SPREADSHEET_NUMBER, ZEROED_BY_SPREADSHEET
+
+    # A spreadsheet shows 110105194912310021 as 1.10105E+17, or keeps 15 digits and zeroes the rest.
+    values = pd.Series(["1.10105E+17", "1.10105194912310E17", "110105194912310000", "110105194912310021"], dtype="string")
+    reasons = identity_problems(values, latest_birth=pd.Timestamp("2024-06-30"))
+
+    assert reasons[0] == SPREADSHEET_NUMBER
+    assert reasons[1] == SPREADSHEET_NUMBER
+    assert reasons[2] == ZEROED_BY_SPREADSHEET
+    assert reasons[3] == BAD_CHECK_DIGIT
 
 
 def test_mask_identity_hides_birth_date_and_sequence() -> None:
@@ -920,6 +934,21 @@ def test_missing_column_quarantines_every_row(corpus_root: Path) -> None:
     assert entry.missing_columns == ["养老金"]
     assert report.feeds["hrss.pensions"].quarantined == 2
     assert report.feeds["hrss.pensions"].kept == 0
+
+
+def test_missing_column_note_names_a_likely_rename() -> None:
+    entry = FileReport(
+        file="hrss_wages.csv",
+        feed="hrss.wages",
+        status="read",
+        dropped_columns=["身份证号码", "备注"],
+        missing_columns=["身份证号", "发放年月"],
+    )
+
+    assert entry.notes() == [
+        "ignored columns 身份证号码, 备注",
+        "missing columns 身份证号, 发放年月 (perhaps renamed: 身份证号码 for 身份证号)",
+    ]
 
 
 def test_wrong_field_count_keeps_the_line(corpus_root: Path) -> None:

@@ -37,6 +37,17 @@ NOT_DIGITS = "invalid identity number: the first 17 characters must be digits an
 BAD_BIRTH_DATE = "invalid identity number: characters 7-14 are not a real birth date"
 FUTURE_BIRTH_DATE = "invalid identity number: birth date after the delivery date"
 BAD_CHECK_DIGIT = "invalid identity number: wrong check digit"
+# A spreadsheet that reads the column as numbers keeps 15 significant digits: it shows
+# 6.21121E+17, or turns the last three digits into zeros, and the export keeps that.
+SPREADSHEET_NUMBER = (
+    "invalid identity number: written as a number in exponent form, as a spreadsheet shows it; "
+    "format the column as text in the source and export again"
+)
+ZEROED_BY_SPREADSHEET = (
+    "invalid identity number: wrong check digit, and the last three digits are 0 as when a spreadsheet "
+    "keeps only 15 digits; format the column as text in the source and export again"
+)
+_EXPONENT_FORM = r"[0-9]+(\.[0-9]*)?E\+?[0-9]+"
 
 
 def check_character(first_17: str) -> str:
@@ -142,6 +153,8 @@ def _unique_problems(numbers: pd.Series, latest_birth: pd.Timestamp) -> np.ndarr
     reasons = np.full(len(numbers), None, dtype=object)
     right_length = (numbers.str.len() == IDENTITY_LENGTH).to_numpy(dtype=bool)
     reasons[~right_length] = WRONG_LENGTH
+    exponent_form = numbers.str.fullmatch(_EXPONENT_FORM).fillna(False).to_numpy(dtype=bool)
+    reasons[exponent_form] = SPREADSHEET_NUMBER
     well_formed = right_length & numbers.str.fullmatch(r"[0-9]{17}[0-9X]").fillna(False).to_numpy(dtype=bool)
     reasons[right_length & ~well_formed] = NOT_DIGITS
     if not well_formed.any():
@@ -154,6 +167,8 @@ def _unique_problems(numbers: pd.Series, latest_birth: pd.Timestamp) -> np.ndarr
     right_check = formed.str.slice(17, 18).to_numpy(dtype=str) == expected
     positions = np.flatnonzero(well_formed)
     reasons[positions[~right_check]] = BAD_CHECK_DIGIT
+    zeroed = formed.str.endswith("000").to_numpy(dtype=bool)
+    reasons[positions[~right_check & zeroed]] = ZEROED_BY_SPREADSHEET
     reasons[positions[real_date & ~in_past]] = FUTURE_BIRTH_DATE
     reasons[positions[~real_date]] = BAD_BIRTH_DATE
     return reasons

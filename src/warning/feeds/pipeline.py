@@ -56,7 +56,7 @@ from warning.feeds.partitions import (
     write_part,
 )
 from warning.feeds.regions import RegionCodes
-from warning.feeds.report import FeedReport, FileReport
+from warning.feeds.report import FeedReport, FileReport, delivery_folder
 from warning.feeds.rescore import no_rescore_rows, stage_rescore
 from warning.feeds.spec import ExportSpec, load_specs
 from warning.feeds.state import read_frame
@@ -700,7 +700,7 @@ def _stage_delivery(
     feeds_dir: Path, report: FeedReport, results: list[ExportResult], log: list[dict[str, object]]
 ) -> None:
     """Write the delivery's report, summary and quarantine, and the delivery log with it, under ``feeds_dir``."""
-    folder = feeds_dir / "deliveries" / f"{report.delivery:04d}"
+    folder = delivery_folder(feeds_dir, report.delivery)
     folder.mkdir(parents=True, exist_ok=True)
     report.write(folder / "report.json")
     report.write(feeds_dir / "report.json")

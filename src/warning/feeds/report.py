@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+
+def delivery_folder(feeds_dir: Path, delivery: int) -> Path:
+    """Return the folder of one delivery's report, summary and quarantine under a store's ``feeds`` folder."""
+    return Path(feeds_dir) / "deliveries" / f"{delivery:04d}"
 
 
 @dataclass
@@ -68,8 +74,17 @@ class FileReport:
         if self.dropped_columns:
             notes.append(f"ignored columns {', '.join(self.dropped_columns)}")
         if self.missing_columns:
-            notes.append(f"missing columns {', '.join(self.missing_columns)}")
+            notes.append(f"missing columns {', '.join(self.missing_columns)}{self._renamed_hint()}")
         return notes
+
+    def _renamed_hint(self) -> str:
+        """Return which ignored columns look like a missing one renamed, such as 身份证号码 for 身份证号."""
+        pairs = []
+        for name in self.missing_columns:
+            close = difflib.get_close_matches(name, self.dropped_columns, n=1, cutoff=0.6)
+            if close:
+                pairs.append(f"{close[0]} for {name}")
+        return f" (perhaps renamed: {', '.join(pairs)})" if pairs else ""
 
 
 @dataclass
@@ -131,19 +146,20 @@ class FeedReport:
         lines = [
             f"Delivery {self.delivery} from {self.source_dir} into {self.store_dir} "
             f"(as of {self.as_of}) in {self.elapsed_seconds:.1f} s",
-            f"{'feed':<44}{'read':>10}{'linked':>10}{'kept':>10}{'corrected':>10}{'quarantined':>12}{'merged':>10}",
+            f"{'feed':<44}{'read':>10}{'linked':>10}{'kept':>10}{'corrected':>10}{'quarantined':>12}"
+            f"{'merged':>10}{'superseded':>11}",
         ]
         for counts in [*self.feeds.values()]:
-            if not counts.read:
+            if not counts.read and not counts.superseded:
                 continue
             lines.append(
                 f"{counts.feed:<44}{counts.read:>10,}{counts.linked:>10,}{counts.kept:>10,}"
-                f"{counts.corrected:>10,}{counts.quarantined:>12,}{counts.merged:>10,}"
+                f"{counts.corrected:>10,}{counts.quarantined:>12,}{counts.merged:>10,}{counts.superseded:>11,}"
             )
         totals = self.totals
         lines.append(
             f"{'total':<44}{totals['read']:>10,}{totals['linked']:>10,}{totals['kept']:>10,}"
-            f"{totals['corrected']:>10,}{totals['quarantined']:>12,}{totals['merged']:>10,}"
+            f"{totals['corrected']:>10,}{totals['quarantined']:>12,}{totals['merged']:>10,}{totals['superseded']:>11,}"
         )
         for entry in self.files:
             notes = entry.notes()
@@ -161,7 +177,8 @@ class FeedReport:
         if not self.changed:
             lines.append("The delivery changed nothing in the store")
         if self.problems:
-            lines.append("Quarantined rows by reason (see feeds/deliveries/ in the store):")
+            quarantine = delivery_folder(Path(self.store_dir) / "feeds", self.delivery) / "quarantine.csv"
+            lines.append(f"Quarantined rows by reason (file, row, column, masked value and reason in {quarantine}):")
         for feed in self.feeds.values():
             for reason, count in feed.problems.items():
                 lines.append(f"{count:>10,}  {feed.feed}: {reason}")

@@ -661,6 +661,8 @@ def test_health_with_model(client: TestClient, settings: Settings) -> None:
     assert body["model_version"] == "api-1"
     assert body["targets"] == ["relapse", "new_poverty", "sudden_hardship"]
     assert body["database_reachable"] is True
+    assert body["scores_available"] is True
+    assert body["champion_error"] is None
     assert body["database_url"] == settings.score_database_url
 
 
@@ -867,9 +869,68 @@ def test_every_v1_get_rejects_unknown_query(client: TestClient) -> None:
 def test_scores_without_database_table(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(work_dir=tmp_path, mlflow_tracking_uri=without_registry(tmp_path)))) as client:
         response = client.get("/v1/scores")
+        health = client.get("/health").json()
 
     assert response.status_code == 503
     assert "run povwarn score" in response.json()["detail"]
+    assert health["database_reachable"] is True
+    assert health["scores_available"] is False
+    assert health["status"] == "degraded"
+
+
+def test_replaced_database_file_is_read_again(settings: Settings, batch: pd.DataFrame, tmp_path: Path) -> None:
+    import shutil
+
+    database = tmp_path / "scores.db"
+    shutil.copy(settings.work_dir / "scores.db", database)
+    moved = settings.model_copy(update={"database_url": f"sqlite:///{database}"})
+    path = f"/v1/households/{batch.index[0]}/scores"
+    with TestClient(create_app(moved)) as moved_client:
+        before = moved_client.get(path).status_code
+        database.rename(tmp_path / "aside.db")
+        while_away = moved_client.get(path).status_code
+        shutil.copy(tmp_path / "aside.db", database)
+        restored = moved_client.get(path).status_code
+
+    assert before == 200
+    assert while_away == 503
+    assert restored == 200
+
+
+def test_champion_that_fails_to_load_is_reported_and_not_retried(
+    settings: Settings, batch: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from warning.api import deps
+
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        state = app.state.service
+        broken = replace(state, bundle=None, bundle_error="model bundle in models/api-2 could not be loaded: bad")
+        loads: list[str] = []
+
+        def load_broken(settings: Settings, engine: object = None) -> deps.ServiceState:
+            loads.append("api-2")
+            return broken
+
+        monkeypatch.setattr(deps, "current_champion_version", lambda settings: "api-2")
+        monkeypatch.setattr(deps, "load_service_state", load_broken)
+        first = deps.refreshed_state(state)
+        second = deps.refreshed_state(first)
+        app.state.service = first
+        body = test_client.get("/health").json()
+
+    assert first is not None
+    assert first.bundle is state.bundle
+    assert second is None
+    assert loads == ["api-2"]
+    assert body["status"] == "degraded"
+    assert body["model_version"] == "api-1"
+    assert body["champion_error"] == (
+        "champion api-2 could not be loaded, so model api-1 stays in service: "
+        "model bundle in models/api-2 could not be loaded: bad"
+    )
 
 
 def test_household_scores_return_the_batch_score(client: TestClient, batch: pd.DataFrame) -> None:
@@ -948,6 +1009,81 @@ def test_household_scores_reject_identity_number_and_mask_it(
     assert number not in response.text
     assert number not in caplog.text
     assert "110105********002X" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "410105 19920825 0012",
+        "410105-19920825-0012",
+        "410105.19920825.0012",
+        " 410105199208250012",
+        "410105199208250012\u200b",
+        "\uff14\uff11\uff10\uff11\uff10\uff15\uff11\uff19\uff19\uff12\uff10\uff18\uff12\uff15\uff10\uff10\uff11\uff12",
+    ],
+    ids=["spaces", "hyphens", "dots", "leading-space", "zero-width", "full-width"],
+)
+def test_household_scores_reject_identity_number_however_written(client: TestClient, written: str) -> None:
+    response = client.get(f"/v1/households/{written}/scores")
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "identity_number"
+    assert "19920825" not in response.text
+
+
+def test_hex_id_with_a_long_digit_run_is_accepted(client: TestClient) -> None:
+    # 18 digits whose birth date is not real: part of a hashed id, not an identity number.
+    response = client.get("/v1/households/ab410105199213250012cd/scores")
+
+    assert response.status_code == 404
+
+
+def test_scores_reject_identity_number_as_model_version(client: TestClient) -> None:
+    response = client.get("/v1/scores", params={"model_version": "410105199208250012"})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "model_version"]
+    assert "410105199208250012" not in response.text
+
+
+def test_request_id_carrying_identity_number_is_replaced(client: TestClient) -> None:
+    response = client.get("/health", headers={"X-Request-ID": "410105199208250012"})
+
+    assert response.headers["x-request-id"] != "410105199208250012"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+def test_database_failure_returns_no_sql(settings: Settings, batch: pd.DataFrame, tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "scores.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE scores (household_id TEXT, cutoff DATE)")
+    broken = settings.model_copy(update={"database_url": f"sqlite:///{database}"})
+    with TestClient(create_app(broken)) as broken_client:
+        response = broken_client.get(f"/v1/households/{batch.index[0]}/scores")
+
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        f"reading the score database sqlite:///{database} failed: no such column: scores.model_version"
+    )
+
+
+def test_server_log_filter_escapes_control_characters_and_decodes_numbers() -> None:
+    import logging
+
+    from warning.api.middleware import MaskIdentityNumbers
+
+    record = logging.LogRecord(
+        "warning.api.app", logging.WARNING, __file__, 1, "Request %s %s rejected",
+        ("/v1/households/a\x1b[31mRED/scores", "/v1/scores?x=%34%31%30%31%30%35%31%39%39%32%30%38%32%35%30%30%31%32"),
+        None,
+    )
+
+    assert MaskIdentityNumbers().filter(record)
+    assert record.getMessage() == "Request /v1/households/a\\x1b[31mRED/scores /v1/scores?x=410105********0012 rejected"
 
 
 def test_server_log_filter_masks_identity_numbers() -> None:

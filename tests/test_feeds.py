@@ -1415,3 +1415,28 @@ def test_files_masking_alike_are_counted_apart(tmp_path: Path) -> None:
     assert sorted(_quarantine(tmp_path / "store")["file"]) == sorted(
         [f"hrss_wages-{mask_identity('110105199003071232')}.csv", f"hrss_wages-{mask_identity('110105199003071232')}.csv (2)"]
     )
+
+
+def test_cli_error_masks_identity_number_in_file_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from warning.cli import main
+    from warning.settings import get_settings
+
+    missing = tmp_path / f"{STANDARD_EXAMPLE}.txt"
+    monkeypatch.setenv("POVWARN_ID_HASH_SECRET", SECRET)
+    monkeypatch.setattr(
+        "sys.argv", ["povwarn", "feeds", "lookup", "--numbers-file", str(missing), "--work-dir", str(tmp_path)]
+    )
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+    finally:
+        get_settings.cache_clear()
+
+    error = capsys.readouterr().err
+    assert stopped.value.code == 1
+    assert "No such file or directory" in error
+    assert STANDARD_EXAMPLE not in error
+    assert "********002X.txt" in error

@@ -518,9 +518,11 @@ def main() -> None:
 
     With ``--verbose`` the traceback is shown as well.
     """
+    from lightgbm.basic import LightGBMError
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from warning.feeds import FeedIngestError
+    from warning.feeds.identity import mask_identities_in_text
     from warning.ingest import IngestError
 
     # MLflow draws a progress bar for every artifact download, which floods the
@@ -529,11 +531,20 @@ def main() -> None:
     try:
         app()
     except (
-        OSError, ValueError, KeyError, OverflowError, IngestError, FeedIngestError, ArgumentError, SQLAlchemyError
+        OSError,
+        ValueError,
+        KeyError,
+        OverflowError,
+        IngestError,
+        FeedIngestError,
+        ArgumentError,
+        SQLAlchemyError,
+        LightGBMError,
     ) as error:
         logger.debug("Command failed", exc_info=True)
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+        # A path or a cell in the message can be an identity number, such as the name of a numbers file.
+        typer.secho(f"Error: {mask_identities_in_text(str(message))}", err=True, fg=typer.colors.RED)
         raise SystemExit(1) from None
 
 

@@ -174,6 +174,10 @@ class ServiceHealth(Health):
         description="registered model name -> version that the alias 'champion' points at; empty for a folder champion",
     )
     registry_error: str | None = Field(None, description="why the registry could not be read")
+    champion_error: str | None = Field(
+        None, description="why the newest champion could not be loaded while an earlier one stays in service"
+    )
+    scores_available: bool = Field(description="the score database has a scores table for GET /v1/scores")
 
 
 def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
@@ -182,9 +186,10 @@ def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
         """Report whether a model is loaded, which registered versions it is, and whether the score database is reachable."""
         bundle = state.bundle
         champion = state.champion
-        reachable = state.database_reachable()
+        reachable, scores_available = state.database_status()
+        healthy = bundle is not None and reachable and scores_available and state.champion_error is None
         return ServiceHealth(
-            status="ok" if bundle is not None and reachable else "degraded",
+            status="ok" if healthy else "degraded",
             model_loaded=bundle is not None,
             model_version=None if bundle is None else bundle.version,
             targets=[] if bundle is None else bundle.targets,
@@ -194,6 +199,8 @@ def _add_system_routes(app: FastAPI, metrics: RequestMetrics) -> None:
             champion_source=None if champion is None else champion.source,
             registry_versions={} if champion is None else champion.registered_versions,
             registry_error=state.registry_error,
+            champion_error=state.champion_error,
+            scores_available=scores_available,
         )
 
     @app.get("/metrics", tags=["system"], include_in_schema=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 import lightgbm as lgb
@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from warning.bundle import ModelBundle, champion_path, load_champion
@@ -23,7 +23,7 @@ from warning.registry.aliases import (
     champion_from_registry,
     load_champion_by_alias,
 )
-from warning.score import display_url, make_engine
+from warning.score import SCORES, display_url, make_engine
 from warning.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,19 +42,23 @@ class ServiceState:
     champion: ChampionSource | None = None
     # Why the registry could not be used, when the service fell back to the champion folder.
     registry_error: str | None = None
+    # A champion that failed to load while an earlier one stayed in service, and why.
+    failed_champion: str | None = None
+    champion_error: str | None = None
 
     @property
     def database_url(self) -> str:
         return display_url(self.settings.score_database_url)
 
-    def database_reachable(self) -> bool:
+    def database_status(self) -> tuple[bool, bool]:
+        """Return whether the score database is reachable and whether it has a scores table."""
         try:
             with self.engine.connect() as connection:
                 connection.execute(select(1))
+                return True, inspect(connection).has_table(SCORES.name)
         except SQLAlchemyError as error:
             logger.warning("Score database %s is not reachable: %s", self.database_url, error)
-            return False
-        return True
+            return False, False
 
 
 def _load_champion(settings: Settings) -> tuple[ModelBundle, ChampionSource, str | None]:
@@ -137,13 +141,15 @@ def refreshed_state(state: ServiceState) -> ServiceState | None:
     """
     version = current_champion_version(state.settings)
     loaded = state.bundle.version if state.bundle is not None else None
-    if version is None or version == loaded:
+    # A champion that failed to load is tried again only once the alias moves on.
+    if version is None or version in (loaded, state.failed_champion):
         return None
     logger.info("The champion changed from %s to %s; loading it", loaded or "none", version)
     fresh = load_service_state(state.settings, engine=state.engine)
     if fresh.bundle is None and state.bundle is not None:
         logger.error("Loading champion %s failed, so model %s stays in service", version, loaded)
-        return None
+        error = f"champion {version} could not be loaded, so model {loaded} stays in service: {fresh.bundle_error}"
+        return replace(state, failed_champion=version, champion_error=error)
     return fresh
 
 

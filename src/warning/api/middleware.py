@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
+import urllib.parse
 import uuid
 
 from fastapi import HTTPException
@@ -42,35 +44,54 @@ class RequestMetrics:
         )
 
 
-# uvicorn's access log writes each request line, query string included, and its
-# error log can quote a path, so both are masked.
-SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error")
+# uvicorn's access log writes each request line, query string included, and any
+# log line can quote a path or a header, so the handlers of these loggers mask them.
+SERVER_LOGGERS = ("", "uvicorn", "uvicorn.access", "uvicorn.error")
 
 
 class MaskIdentityNumbers(logging.Filter):
-    """Mask resident identity numbers in a log record, such as a number a client put in a URL."""
+    """Mask resident identity numbers and escape control characters in a log record's arguments.
+
+    A client controls paths, queries and headers, so a record that quotes
+    them can carry an identity number (also percent-encoded) or a terminal
+    escape sequence.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        # The arguments are masked one by one, because uvicorn's access formatter reads them as a tuple.
         if isinstance(record.msg, str):
             record.msg = mask_identities_in_text(record.msg)
+        # The arguments are masked one by one, because uvicorn's access formatter unpacks them as a tuple.
         if isinstance(record.args, tuple):
-            record.args = tuple(_masked(argument) for argument in record.args)
+            record.args = tuple(_inert(argument) for argument in record.args)
         elif isinstance(record.args, dict):
-            record.args = {key: _masked(argument) for key, argument in record.args.items()}
+            record.args = {key: _inert(argument) for key, argument in record.args.items()}
         return True
 
 
-def _masked(argument: object) -> object:
-    return mask_identities_in_text(argument) if isinstance(argument, str) else argument
+def _inert(argument: object) -> object:
+    if not isinstance(argument, str):
+        return argument
+    text = mask_identities_in_text(argument)
+    if "%" in text:
+        decoded = urllib.parse.unquote(text)
+        masked = mask_identities_in_text(decoded)
+        if masked != decoded:
+            text = masked
+    escaped = (
+        f"\\x{ord(character):02x}" if unicodedata.category(character) == "Cc" else character for character in text
+    )
+    return "".join(escaped)
 
 
 def mask_identity_numbers_in_server_logs() -> None:
-    """Add ``MaskIdentityNumbers`` to uvicorn's loggers once; uvicorn configures them before the app starts."""
+    """Add ``MaskIdentityNumbers`` to every handler of the root and uvicorn loggers, once.
+
+    uvicorn sets up its handlers before the app starts, so this runs at start-up.
+    """
     for name in SERVER_LOGGERS:
-        server_logger = logging.getLogger(name)
-        if not any(isinstance(existing, MaskIdentityNumbers) for existing in server_logger.filters):
-            server_logger.addFilter(MaskIdentityNumbers())
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(existing, MaskIdentityNumbers) for existing in handler.filters):
+                handler.addFilter(MaskIdentityNumbers())
 
 
 def request_id_of(scope: Scope) -> str:
@@ -94,7 +115,9 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         offered = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = offered if VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        # A request id that carries an identity number would be logged and sent back, so it is replaced.
+        plain = VALID_REQUEST_ID.match(offered) and mask_identities_in_text(offered) == offered
+        request_id = offered if plain else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = time.perf_counter()

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from warning.contract import EARLIEST_YEAR, TABLES, Column
-from warning.feeds.identity import has_identity_shape
+from warning.feeds.identity import contains_identity_number
 from warning.labels import TARGETS
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -89,13 +89,22 @@ def reject_unhashed_id(value: str, field: str) -> str:
                 "Ids must not contain control characters",
                 {"field": field, "character": f"U+{ord(character):04X}", "position": position},
             )
-    if has_identity_shape(value):
+    if contains_identity_number(value):
         noun = field.removesuffix("_id")
         raise PydanticCustomError(
             "identity_number",
             f"{noun} ids must be the hashed ids of the store, not resident identity numbers. "
             "Look up the hashed id with povwarn feeds lookup NUMBER",
             {"field": field},
+        )
+    return value
+
+
+def check_model_version(value: str | None) -> str | None:
+    """Reject a model version that is or contains a resident identity number, so responses never echo one."""
+    if value is not None and contains_identity_number(value):
+        raise PydanticCustomError(
+            "identity_number", "model_version contains a resident identity number; give a model version"
         )
     return value
 

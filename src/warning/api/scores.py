@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator
 from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -23,6 +24,7 @@ from warning.api.schemas import (
     ScoreItem,
     ScoresPage,
     Target,
+    check_model_version,
 )
 from warning.contract import EARLIEST_YEAR
 from warning.score import SCORES
@@ -133,7 +135,9 @@ def list_scores(
         Query(pattern=MONTH_PATTERN, description="YYYY-MM from 1900-01; default the latest cut-off"),
     ] = None,
     model_version: Annotated[
-        str | None, Query(description="default: the model that scored the cut-off most recently")
+        str | None,
+        Query(max_length=128, description="default: the model that scored the cut-off most recently"),
+        AfterValidator(check_model_version),
     ] = None,
     below_line_now: Annotated[
         bool | None,
@@ -164,10 +168,18 @@ def list_scores(
         )
         return _read_page(request, state.engine, filters, limit, offset)
     except SQLAlchemyError as error:
-        url = state.database_url
-        logger.error("Request %s: reading scores from %s failed: %s", request.state.request_id, url, error)
-        detail = f"reading the score database {url} failed: {error}"
-        raise HTTPException(status_code=503, detail=detail) from error
+        raise _database_failure(state.database_url, error, f"request {request.state.request_id}") from error
+
+
+def _database_failure(url: str, error: SQLAlchemyError, context: str) -> HTTPException:
+    """Log a failed read of the score database and return the 503 for the client.
+
+    The client gets the driver's message only: SQLAlchemy's own text adds the
+    SQL statement and its parameters, which belong in the server log.
+    """
+    logger.error("Reading scores for %s from %s failed: %s", context, url, error)
+    reason = getattr(error, "orig", None) or type(error).__name__
+    return HTTPException(status_code=503, detail=f"reading the score database {url} failed: {reason}")
 
 
 def _reject_query(name: str, message: str, value: str) -> NoReturn:
@@ -254,9 +266,7 @@ def household_scores(
         with state.engine.connect() as connection:
             rows = connection.execute(query).all()
     except SQLAlchemyError as error:
-        url = state.database_url
-        logger.error("Reading the scores of household %s from %s failed: %s", household_id, url, error)
-        raise HTTPException(status_code=503, detail=f"reading the score database {url} failed: {error}") from error
+        raise _database_failure(state.database_url, error, f"household {household_id}") from error
     if not rows:
         raise HTTPException(
             status_code=404,

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +91,40 @@ def has_identity_shape(text: str) -> bool:
     return _IDENTITY_SHAPE.fullmatch(text) is not None
 
 
-# A run of 15 or more digits (any script), with an X and single spaces or hyphens allowed between
+# Characters that people and spreadsheets put inside a number: spaces, hyphens, dots, slashes,
+# underscores and invisible characters (zero-width space and joiners, word joiner, byte order mark).
+_SEPARATOR_CLASS = "[ .\\-/_\u00a0\u200b\u200c\u200d\u2060\ufeff]"
+# A run of 15 or more digits (any script), with an X and single separators allowed between
 # them: an identity number, also when it is written in groups or runs into other digits.
-_LONG_NUMBER_IN_TEXT = re.compile(r"\d(?:[ -]?[\dXxＸｘ]){14,}")
+_LONG_NUMBER_IN_TEXT = re.compile(rf"\d(?:{_SEPARATOR_CLASS}?[\dXxＸｘ]){{14,}}")
+_IDENTITY_AT = re.compile(r"(?=([0-9]{17}[0-9X]))")
+
+
+def contains_identity_number(text: str) -> bool:
+    """Return whether ``text`` is or contains a resident identity number, however it is written.
+
+    Full-width digits are read as digits and separators are ignored. A whole
+    text with the shape of a number counts even with a wrong birth date or
+    check character, because it is most likely a mistyped number. A part of
+    the text counts only when its birth date and check character are valid,
+    so that hex ids with long digit runs are not taken for numbers.
+    """
+    compact = re.sub(_SEPARATOR_CLASS, "", unicodedata.normalize("NFKC", text)).upper()
+    if has_identity_shape(compact):
+        return True
+    for match in _IDENTITY_AT.finditer(compact):
+        number = match.group(1)
+        if check_character(number[:17]) == number[17] and _is_birth_date(number[6:14]):
+            return True
+    return False
+
+
+def _is_birth_date(digits: str) -> bool:
+    try:
+        born = datetime.strptime(digits, "%Y%m%d")
+    except ValueError:
+        return False
+    return EARLIEST_BIRTH <= born <= datetime.now()
 
 
 def _masked_run(match: re.Match[str]) -> str:

@@ -26,7 +26,9 @@ from warning.bundle import ModelBundle  # noqa: E402
 from warning.explain import cause_contributions, cause_groups_of, cause_recovery, explain, explain_frame  # noqa: E402
 from warning.explain.contributions import share_by_income_loss  # noqa: E402
 from warning.features import load_catalogue  # noqa: E402
+from warning.panel import Panel  # noqa: E402
 from warning.settings import Settings  # noqa: E402
+from warning.store import read_store  # noqa: E402
 from warning.train import assign_blocks, build_training_frame, load_cause_groups, split_cutoffs  # noqa: E402
 from warning.train.fit import fit_target  # noqa: E402
 
@@ -333,3 +335,44 @@ def test_shared_group_follows_income_lost_to_each_cause() -> None:
     assert shared[2, 0] == pytest.approx(100 / 505)
     assert shared[2, 3] == pytest.approx(405 / 505)
     assert shared.sum(axis=1) == pytest.approx(groups.sum(axis=1))
+
+
+@pytest.fixture(scope="module")
+def simulated_work(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]:
+    """A simulated work folder with its truth, ingested and trained with a small model."""
+    from warning.ingest import ingest
+    from warning.simulate import simulate
+    from warning.train import train
+
+    work = tmp_path_factory.mktemp("recovery-work")
+    settings = Settings(work_dir=work, mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}", num_boost_round=40)
+    simulate(work / "simulated", households=3000, months=48, seed=7)
+    ingest(work / "simulated", settings.store_dir)
+    train(read_store(settings.store_dir), settings)
+    return work, settings
+
+
+def test_cause_recovery_measures_sudden_hardship_onsets(simulated_work: tuple[Path, Settings]) -> None:
+    from warning.bundle import load_champion
+    from warning.explain.truth import measure_cause_recovery, read_falls, read_hardship
+
+    work, settings = simulated_work
+    bundle = load_champion(settings)
+    panel = Panel(read_store(settings.store_dir), lines=bundle.lines)
+    catalogue = load_catalogue(settings.catalogue_path)
+    truth = work / "simulated" / "truth"
+    falls, hardship = read_falls(truth), read_hardship(truth)
+
+    with_hardship = measure_cause_recovery(panel, bundle, catalogue, falls, 12, 3, hardship=hardship)
+    without = measure_cause_recovery(panel, bundle, catalogue, falls, 12, 3)
+
+    assert hardship is not None
+    assert "sudden_hardship" not in without
+    onsets = with_hardship["sudden_hardship"]
+    assert 0 < onsets.falls <= len(hardship)
+    # Schooling costs cause hardship, not income falls, so only this target can recover them.
+    assert "schooling" in onsets.per_cause.index
+    assert 0.0 <= onsets.top_match <= onsets.listed_match <= 1.0
+    for target, result in without.items():
+        assert with_hardship[target].falls == result.falls, target
+        assert with_hardship[target].top_match == result.top_match, target

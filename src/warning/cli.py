@@ -164,7 +164,7 @@ def causes(
     import json
 
     from warning.bundle import load_champion
-    from warning.explain.truth import measure_cause_recovery, read_falls, recovery_report
+    from warning.explain.truth import measure_cause_recovery, read_falls, read_hardship, recovery_report
     from warning.features import catalogue_of
     from warning.panel import Panel
     from warning.store import read_store
@@ -176,20 +176,26 @@ def causes(
     truth_dir = truth or settings.work_dir / "simulated" / "truth"
     panel = Panel(read_store(store_dir), lines=bundle.lines)
     falls = read_falls(truth_dir)
+    hardship = read_hardship(truth_dir)
     if (store_dir / "feeds" / "layout.json").is_file():
         from warning.feeds import IdentityHasher, resolve_secret
         from warning.simulate.feeds import feed_household_ids
 
         # A store built from feeds names households by hashed identity numbers, not the simulator's ids.
         hashed = feed_household_ids(truth_dir, IdentityHasher(resolve_secret(None, settings)))
-        falls["household_id"] = falls["household_id"].astype(str).map(hashed)
-    results = measure_cause_recovery(panel, bundle, catalogue, falls, settings.horizon_months, settings.top_causes)
+        for truth_frame in (falls, hardship):
+            if truth_frame is not None:
+                truth_frame["household_id"] = truth_frame["household_id"].astype(str).map(hashed)
+    results = measure_cause_recovery(
+        panel, bundle, catalogue, falls, settings.horizon_months, settings.top_causes, hardship=hardship
+    )
     report_path = settings.work_dir / "reports" / "cause_recovery.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(recovery_report(results), indent=2))
     for target, result in results.items():
+        onsets = "onsets of sudden hardship" if target == "sudden_hardship" else "falls"
         typer.echo(
-            f"{target}: {result.falls} falls at the test cut-offs; top cause is the true cause for "
+            f"{target}: {result.falls} {onsets} at the test cut-offs; top cause is the true cause for "
             f"{result.top_match:.1%}, top cause other than 'other' for {result.top_match_without_other:.1%} "
             f"of falls with a specific cause, true cause among the top {settings.top_causes} for {result.listed_match:.1%}"
         )

@@ -275,11 +275,17 @@ def _cause_recovery(
         logger.warning(message)
         notes.append(message)
         return None
-    from warning.explain.truth import measure_cause_recovery, read_falls, recovery_report
+    from warning.explain.truth import measure_cause_recovery, read_falls, read_hardship, recovery_report
 
     panel = Panel(store, lines=bundle.lines)
     results = measure_cause_recovery(
-        panel, bundle, catalogue, read_falls(truth), settings.horizon_months, settings.top_causes
+        panel,
+        bundle,
+        catalogue,
+        read_falls(truth),
+        settings.horizon_months,
+        settings.top_causes,
+        hardship=read_hardship(truth),
     )
     return recovery_report(results)
 

@@ -1,7 +1,8 @@
 """Measure cause recovery of a trained bundle against recorded true causes.
 
 The simulator writes the true cause of every fall below the line to
-``truth/falls.parquet``. This module explains the households that fell, in
+``truth/falls.parquet``, and of every onset of sudden hardship to
+``truth/hardship.parquet``. This module explains the households concerned, in
 every month they were at risk from the bundle's first test cut-off on, and
 compares the explanations with that truth.
 """
@@ -19,23 +20,35 @@ from warning.bundle import ModelBundle
 from warning.explain.contributions import explain_frame
 from warning.explain.recovery import CauseRecovery, cause_recovery
 from warning.features import Catalogue, build_features
-from warning.labels import TARGETS, formerly_poor
+from warning.labels import ALL_TARGETS, HARDSHIP, formerly_poor
 from warning.panel import Panel, month_number
 
 logger = logging.getLogger(__name__)
 
 
-def read_falls(truth_dir: Path) -> pd.DataFrame:
-    """Read ``falls.parquet`` or ``falls.csv`` (household_id, month as YYYY-MM or date, cause)."""
-    parquet, csv = Path(truth_dir) / "falls.parquet", Path(truth_dir) / "falls.csv"
+def read_falls(truth_dir: Path, name: str = "falls") -> pd.DataFrame:
+    """Read ``falls`` (or ``hardship``, the onsets of sudden hardship) as Parquet or CSV.
+
+    Columns: household_id, month as YYYY-MM or date, cause.
+    """
+    parquet, csv = Path(truth_dir) / f"{name}.parquet", Path(truth_dir) / f"{name}.csv"
     if parquet.exists():
         falls = pd.read_parquet(parquet)
     elif csv.exists():
         falls = pd.read_csv(csv, dtype=str)
     else:
-        raise FileNotFoundError(f"{parquet} not found (nor falls.csv); only simulated datasets record true causes")
+        raise FileNotFoundError(
+            f"{parquet} not found (nor {name}.csv); only simulated datasets record true causes"
+        )
     falls["month"] = pd.to_datetime(falls["month"].astype(str).str[:7], format="%Y-%m").astype("datetime64[ms]")
     return falls
+
+
+def read_hardship(truth_dir: Path) -> pd.DataFrame | None:
+    """Read the true causes of sudden hardship onsets, or return None for a truth folder without them."""
+    if not any((Path(truth_dir) / f"hardship.{suffix}").exists() for suffix in ("parquet", "csv")):
+        return None
+    return read_falls(truth_dir, "hardship")
 
 
 def test_cutoff_periods(bundle: ModelBundle, panel: Panel) -> np.ndarray:
@@ -55,38 +68,47 @@ def test_cutoff_periods(bundle: ModelBundle, panel: Panel) -> np.ndarray:
 
 
 def measure_cause_recovery(
-    panel: Panel, bundle: ModelBundle, catalogue: Catalogue, falls: pd.DataFrame, horizon_months: int, top: int
+    panel: Panel,
+    bundle: ModelBundle,
+    catalogue: Catalogue,
+    falls: pd.DataFrame,
+    horizon_months: int,
+    top: int,
+    hardship: pd.DataFrame | None = None,
 ) -> dict[str, CauseRecovery]:
     """Return cause recovery per target over households that fell after the first test cut-off.
 
-    Only households with a recorded fall are explained, at every period in
-    which they were at risk (at or above the line), with the target that
-    applies to them then.
+    Only households with a recorded fall (or, with ``hardship``, a recorded
+    onset of sudden hardship) are explained, at every period in which the
+    target applied to them: relapse or new poverty while at or above the line,
+    sudden hardship while also not yet in hardship.
     """
-    # Only households that fell are explained, so the panel is rebuilt on them alone.
-    panel = Panel(panel.store.subset(falls["household_id"]), lines=bundle.lines)
+    onsets = {"relapse": falls, "new_poverty": falls}
+    if hardship is not None:
+        onsets[HARDSHIP] = hardship
+    households = pd.concat([truth["household_id"] for truth in onsets.values()]).drop_duplicates()
+    # Only households with a recorded onset are explained, so the panel is rebuilt on them alone.
+    panel = Panel(panel.store.subset(households), lines=bundle.lines)
     cutoffs = test_cutoff_periods(bundle, panel)
-    fell = panel.household_positions(falls["household_id"].drop_duplicates())
-    fell = np.sort(fell[fell >= 0])
-    at_risk = panel.below_line()[np.ix_(fell, cutoffs)] == 0.0
-    former = formerly_poor(panel, cutoffs)[fell]
     features = build_features(panel, catalogue, cutoffs)
-    fallen_ids = pd.Series(panel.household_ids[fell])
-    features = features[features["household_id"].isin(fallen_ids)].reset_index(drop=True)
-    # build_features orders rows by cut-off, then by grid row.
-    row_of = {household: position for position, household in enumerate(fallen_ids)}
-    rows = features["household_id"].map(row_of).to_numpy()
+    rows = panel.household_positions(features["household_id"])
     columns = np.searchsorted(cutoffs, panel.period_of_month(month_number(features["cutoff"])))
-    risk = at_risk[rows, columns]
-    target_of_row = {"relapse": risk & former[rows, columns], "new_poverty": risk & ~former[rows, columns]}
+    periods = cutoffs[columns]
+    at_risk = panel.below_line()[rows, periods] == 0.0
+    former = formerly_poor(panel, cutoffs)[rows, columns]
+    applies = {"relapse": at_risk & former, "new_poverty": at_risk & ~former}
+    if hardship is not None:
+        applies[HARDSHIP] = at_risk & (panel.in_hardship()[rows, periods] == 0.0)
     results = {}
-    for target in (name for name in TARGETS if name in bundle.models):
-        chosen = features[target_of_row[target]].reset_index(drop=True)
+    for target in (name for name in ALL_TARGETS if name in bundle.models and name in applies):
+        truth = onsets[target]
+        chosen = features[applies[target] & features["household_id"].isin(truth["household_id"]).to_numpy()]
+        chosen = chosen.reset_index(drop=True)
         explanations = explain_frame(bundle, target, bundle.feature_matrix(chosen), top=top)
         explanations[["household_id", "cutoff"]] = chosen[["household_id", "cutoff"]]
-        results[target] = cause_recovery(explanations, falls, horizon_months=horizon_months)
+        results[target] = cause_recovery(explanations, truth, horizon_months=horizon_months)
         logger.info(
-            "Cause recovery for %s over %d falls: top cause %.3f, top specific cause %.3f, listed %.3f",
+            "Cause recovery for %s over %d onsets: top cause %.3f, top specific cause %.3f, listed %.3f",
             target,
             results[target].falls,
             results[target].top_match,

@@ -1086,6 +1086,26 @@ def test_server_log_filter_escapes_control_characters_and_decodes_numbers() -> N
     assert record.getMessage() == "Request /v1/households/a\\x1b[31mRED/scores /v1/scores?x=410105********0012 rejected"
 
 
+def test_server_log_filter_keeps_hex_ids_with_digit_runs() -> None:
+    import logging
+
+    from warning.api.middleware import MaskIdentityNumbers
+
+    # 18 digits in a row, but 30681871 is no birth date, so this is a hashed id, not a number.
+    path = "/v1/households/5139bc756501306818717530/scores"
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, "%s", (path,), None)
+
+    assert MaskIdentityNumbers().filter(record)
+    assert record.getMessage() == path
+
+
+def test_household_scores_reject_old_fifteen_digit_number(client: TestClient) -> None:
+    response = client.get("/v1/households/620123120307000/scores")
+
+    assert response.status_code == 422
+    assert "620123120307000" not in response.text
+
+
 def test_server_log_filter_masks_identity_numbers() -> None:
     import logging
 

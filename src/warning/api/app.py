@@ -36,7 +36,7 @@ from warning.api.middleware import (
 from warning.api.predict import build_predict_router
 from warning.api.schemas import Health
 from warning.api.scores import router as scores_router
-from warning.feeds.identity import mask_identities_in_text
+from warning.feeds.identity import mask_identities_in_text, mask_likely_identities_in_text
 from warning.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ async def _log_validation_error(request: Request, error: Exception) -> Response:
         "Request %s %s %s rejected with 422: %s",
         request_id_of(request.scope),
         request.method,
-        mask_identities_in_text(request.url.path),
+        mask_likely_identities_in_text(request.url.path),
         _describe_errors(error.errors()),
     )
     return JSONResponse(status_code=422, content={"detail": safe_error_details(error.errors())})
@@ -141,7 +141,7 @@ async def _log_http_error(request: Request, error: Exception) -> Response:
             "Request %s %s %s failed with %d: %s",
             request_id_of(request.scope),
             request.method,
-            mask_identities_in_text(request.url.path),
+            mask_likely_identities_in_text(request.url.path),
             error.status_code,
             error.detail,
         )
@@ -150,7 +150,7 @@ async def _log_http_error(request: Request, error: Exception) -> Response:
 
 async def _log_unexpected_error(request: Request, error: Exception) -> Response:
     request_id = request_id_of(request.scope)
-    path = mask_identities_in_text(request.url.path)
+    path = mask_likely_identities_in_text(request.url.path)
     logger.exception("Request %s %s %s failed: %s", request_id, request.method, path, error)
     return JSONResponse(
         status_code=500,

@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warning.feeds.identity import mask_identities_in_text
+from warning.feeds.identity import mask_likely_identities_in_text
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class MaskIdentityNumbers(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = mask_identities_in_text(record.msg)
+            record.msg = mask_likely_identities_in_text(record.msg)
         # The arguments are masked one by one, because uvicorn's access formatter unpacks them as a tuple.
         if isinstance(record.args, tuple):
             record.args = tuple(_inert(argument) for argument in record.args)
@@ -71,10 +71,10 @@ class MaskIdentityNumbers(logging.Filter):
 def _inert(argument: object) -> object:
     if not isinstance(argument, str):
         return argument
-    text = mask_identities_in_text(argument)
+    text = mask_likely_identities_in_text(argument)
     if "%" in text:
         decoded = urllib.parse.unquote(text)
-        masked = mask_identities_in_text(decoded)
+        masked = mask_likely_identities_in_text(decoded)
         if masked != decoded:
             text = masked
     escaped = (
@@ -116,7 +116,7 @@ class RequestContextMiddleware:
         headers = dict(scope.get("headers") or [])
         offered = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         # A request id that carries an identity number would be logged and sent back, so it is replaced.
-        plain = VALID_REQUEST_ID.match(offered) and mask_identities_in_text(offered) == offered
+        plain = VALID_REQUEST_ID.match(offered) and mask_likely_identities_in_text(offered) == offered
         request_id = offered if plain else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500

@@ -110,13 +110,38 @@ def contains_identity_number(text: str) -> bool:
     so that hex ids with long digit runs are not taken for numbers.
     """
     compact = re.sub(_SEPARATOR_CLASS, "", unicodedata.normalize("NFKC", text)).upper()
-    if has_identity_shape(compact):
+    if has_identity_shape(compact) or _is_old_identity(compact):
         return True
     for match in _IDENTITY_AT.finditer(compact):
         number = match.group(1)
         if check_character(number[:17]) == number[17] and _is_birth_date(number[6:14]):
             return True
     return False
+
+
+def _is_old_identity(compact: str) -> bool:
+    # Numbers issued before 1999 have 15 digits, with the birth date as YYMMDD of the 1900s.
+    return len(compact) == 15 and compact.isdigit() and _is_birth_date("19" + compact[6:12])
+
+
+def mask_likely_identities_in_text(text: str) -> str:
+    """Return ``text`` with the digit runs that hold a plausible identity number masked.
+
+    Unlike ``mask_identities_in_text``, a run is masked only when some 18
+    digits of it (or 15, for a number issued before 1999) have a real birth
+    date where an identity number has it, so that ids of hex digits stay
+    readable in logs.
+    """
+    return _LONG_NUMBER_IN_TEXT.sub(_masked_if_plausible, text)
+
+
+def _masked_if_plausible(match: re.Match[str]) -> str:
+    run = match.group(0)
+    digits = re.sub(_SEPARATOR_CLASS, "", unicodedata.normalize("NFKC", run)).upper()
+    plausible = _is_old_identity(digits) or any(
+        _is_birth_date(digits[start + 6 : start + 14]) for start in range(len(digits) - 17)
+    )
+    return _masked_run(match) if plausible else run
 
 
 def _is_birth_date(digits: str) -> bool:

@@ -102,8 +102,7 @@ def measure_cause_recovery(
     results = {}
     for target in (name for name in ALL_TARGETS if name in bundle.models and name in applies):
         truth = onsets[target]
-        chosen = features[applies[target] & features["household_id"].isin(truth["household_id"]).to_numpy()]
-        chosen = chosen.reset_index(drop=True)
+        chosen = features[applies[target] & _before_onset(features, truth, horizon_months)].reset_index(drop=True)
         explanations = explain_frame(bundle, target, bundle.feature_matrix(chosen), top=top)
         explanations[["household_id", "cutoff"]] = chosen[["household_id", "cutoff"]]
         results[target] = cause_recovery(explanations, truth, horizon_months=horizon_months)
@@ -116,6 +115,23 @@ def measure_cause_recovery(
             results[target].listed_match,
         )
     return results
+
+
+def _before_onset(features: pd.DataFrame, truth: pd.DataFrame, horizon_months: int) -> np.ndarray:
+    """Flag feature rows whose cut-off is 1 to ``horizon_months`` months before an onset of their household.
+
+    ``cause_recovery`` matches an onset only with such rows, so explaining the
+    others would cost time without changing the result.
+    """
+    rows = pd.DataFrame(
+        {"household_id": features["household_id"].to_numpy(), "cutoff": month_number(features["cutoff"])}
+    ).reset_index(names="row")
+    onsets = pd.DataFrame({"household_id": truth["household_id"].to_numpy(), "onset": month_number(truth["month"])})
+    pairs = rows.merge(onsets, on="household_id", how="inner")
+    lead = pairs["onset"] - pairs["cutoff"]
+    flags = np.zeros(len(features), dtype=bool)
+    flags[pairs.loc[(lead >= 1) & (lead <= horizon_months), "row"].to_numpy()] = True
+    return flags
 
 
 def recovery_report(results: dict[str, CauseRecovery]) -> dict[str, object]:

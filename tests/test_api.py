@@ -1020,8 +1020,24 @@ def test_household_scores_reject_identity_number_and_mask_it(
         " 410105199208250012",
         "410105199208250012\u200b",
         "\uff14\uff11\uff10\uff11\uff10\uff15\uff11\uff19\uff19\uff12\uff10\uff18\uff12\uff15\uff10\uff10\uff11\uff12",
+        "410105,19920825,0012",
+        "410105:19920825:0012",
+        "410105\u201019920825\u20100012",
+        "410105\u221219920825\u22120012",
+        "410105\u00ad19920825\u00ad0012",
+        "410105\u200e19920825\u200e0012",
+        "410105\u201419920825\u20140012",
+        "410105\u00b719920825\u00b70012",
+        "4\u030110105199208250012",
+        "\u0664\u0661\u0660\u0661\u0660\u0665\u0661\u0669\u0669\u0662\u0660\u0668\u0662\u0665\u0660\u0660\u0661\u0662",
+        "410105--19920825--0012",
+        "410105\u200919920825\u20090012",
     ],
-    ids=["spaces", "hyphens", "dots", "leading-space", "zero-width", "full-width"],
+    ids=[
+        "spaces", "hyphens", "dots", "leading-space", "zero-width", "full-width", "commas", "colons",
+        "unicode-hyphens", "minus-signs", "soft-hyphens", "direction-marks", "em-dashes", "middle-dots",
+        "combining-mark", "arabic-indic", "doubled-hyphens", "thin-spaces",
+    ],
 )
 def test_household_scores_reject_identity_number_however_written(client: TestClient, written: str) -> None:
     response = client.get(f"/v1/households/{written}/scores")
@@ -1029,6 +1045,22 @@ def test_household_scores_reject_identity_number_however_written(client: TestCli
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["type"] == "identity_number"
+    assert "19920825" not in response.text
+    assert "\u0661\u0669\u0669\u0662" not in response.text
+
+
+def test_unknown_query_name_with_identity_number_is_masked(client: TestClient) -> None:
+    response = client.get("/v1/scores", params={"110105\u00a019491231\u00a0002X": "1"})
+
+    assert response.status_code == 422
+    assert "19491231" not in response.text
+
+
+def test_predict_rejects_identity_number_with_unicode_hyphens(client: TestClient, history: dict[str, Any]) -> None:
+    history["household"]["household_id"] = "410105\u201019920825\u20100012"
+    response = client.post("/v1/predict", json={"households": [history]})
+
+    assert response.status_code == 422
     assert "19920825" not in response.text
 
 
@@ -1084,6 +1116,20 @@ def test_server_log_filter_escapes_control_characters_and_decodes_numbers() -> N
 
     assert MaskIdentityNumbers().filter(record)
     assert record.getMessage() == "Request /v1/households/a\\x1b[31mRED/scores /v1/scores?x=410105********0012 rejected"
+
+
+def test_server_log_filter_masks_numbers_with_plus_signs_and_doubled_separators() -> None:
+    import logging
+
+    from warning.api.middleware import MaskIdentityNumbers
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, "%s %s",
+        ("/v1/scores?model_version=110105+19491231+002X", "/v1/households/110105--19491231--002X/scores"), None,
+    )
+
+    assert MaskIdentityNumbers().filter(record)
+    assert "19491231" not in record.getMessage()
 
 
 def test_server_log_filter_keeps_hex_ids_with_digit_runs() -> None:

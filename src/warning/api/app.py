@@ -36,7 +36,7 @@ from warning.api.middleware import (
 from warning.api.predict import build_predict_router
 from warning.api.schemas import Health
 from warning.api.scores import router as scores_router
-from warning.feeds.identity import mask_identities_in_text, mask_likely_identities_in_text
+from warning.feeds.identity import mask_identities_loosely, mask_likely_identities_in_text
 from warning.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _finite_json(value: Any) -> Any:
 def _mask_identity_numbers(value: Any) -> Any:
     """Mask every resident identity number in the strings of a JSON value, at any depth."""
     if isinstance(value, str):
-        return mask_identities_in_text(value)
+        return mask_identities_loosely(value)
     if isinstance(value, dict):
         return {_mask_identity_numbers(key): _mask_identity_numbers(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -119,7 +119,7 @@ def _describe_errors(errors: object) -> str:
         location = ".".join(str(part) for part in error.get("loc", ()))
         parts.append(f"{location}: {error.get('msg')}")
     more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
-    return mask_identities_in_text("; ".join(parts) + more)
+    return mask_identities_loosely("; ".join(parts) + more)
 
 
 async def _log_validation_error(request: Request, error: Exception) -> Response:

@@ -186,7 +186,7 @@ async def reject_unknown_query(request: Request) -> None:
             {
                 "type": "extra_forbidden",
                 "loc": ("query", name),
-                "msg": f"unknown query parameter {name!r}. Accepted parameters: {listed}",
+                "msg": f"unknown query parameter '{name}'. Accepted parameters: {listed}",
                 "input": request.query_params[name],
                 "ctx": {"accepted": accepted},
             }

@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warning.feeds.identity import mask_likely_identities_in_text
+from warning.feeds.identity import mask_identities_loosely, mask_likely_identities_in_text
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def _inert(argument: object) -> object:
     if not isinstance(argument, str):
         return argument
     text = mask_likely_identities_in_text(argument)
-    if "%" in text:
-        decoded = urllib.parse.unquote(text)
+    if "%" in text or "+" in text:
+        decoded = urllib.parse.unquote_plus(text)
         masked = mask_likely_identities_in_text(decoded)
         if masked != decoded:
             text = masked
@@ -116,7 +116,7 @@ class RequestContextMiddleware:
         headers = dict(scope.get("headers") or [])
         offered = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         # A request id that carries an identity number would be logged and sent back, so it is replaced.
-        plain = VALID_REQUEST_ID.match(offered) and mask_likely_identities_in_text(offered) == offered
+        plain = VALID_REQUEST_ID.match(offered) and mask_identities_loosely(offered) == offered
         request_id = offered if plain else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500

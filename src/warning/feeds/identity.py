@@ -109,7 +109,7 @@ def contains_identity_number(text: str) -> bool:
     the text counts only when its birth date and check character are valid,
     so that hex ids with long digit runs are not taken for numbers.
     """
-    compact = re.sub(_SEPARATOR_CLASS, "", unicodedata.normalize("NFKC", text)).upper()
+    compact = _letters_and_digits(text)
     if has_identity_shape(compact) or _is_old_identity(compact):
         return True
     for match in _IDENTITY_AT.finditer(compact):
@@ -119,25 +119,51 @@ def contains_identity_number(text: str) -> bool:
     return False
 
 
+def _letters_and_digits(text: str) -> str:
+    """Return ``text`` without any character that is neither a letter nor a digit, digits as ASCII, upper case.
+
+    Every separator a person, a spreadsheet or a browser can put in a number
+    (punctuation, spaces, dashes, invisible formatting and combining marks)
+    is dropped, instead of being listed one by one.
+    """
+    kept = []
+    for character in unicodedata.normalize("NFKC", text):
+        if character.isdecimal():
+            kept.append(str(unicodedata.decimal(character)))
+        elif character.isalpha():
+            kept.append(character)
+    return "".join(kept).upper()
+
+
 def _is_old_identity(compact: str) -> bool:
     # Numbers issued before 1999 have 15 digits, with the birth date as YYMMDD of the 1900s.
     return len(compact) == 15 and compact.isdigit() and _is_birth_date("19" + compact[6:12])
 
 
+# A run of 15 or more digits with up to three characters of any kind but letters and digits
+# between them, for text a client writes (URLs, headers, request bodies).
+_LOOSE_NUMBER_IN_TEXT = re.compile(r"\d(?:[\W_]{0,3}[\dXxＸｘ]){14,}")
+
+
+def mask_identities_loosely(text: str) -> str:
+    """Return ``text`` with every run of 15 or more digits masked, whatever separates the digits."""
+    return _LOOSE_NUMBER_IN_TEXT.sub(_masked_run, text)
+
+
 def mask_likely_identities_in_text(text: str) -> str:
     """Return ``text`` with the digit runs that hold a plausible identity number masked.
 
-    Unlike ``mask_identities_in_text``, a run is masked only when some 18
+    Unlike ``mask_identities_loosely``, a run is masked only when some 18
     digits of it (or 15, for a number issued before 1999) have a real birth
-    date where an identity number has it, so that ids of hex digits stay
+    date where an identity number has it. Ids of hex digits then stay
     readable in logs.
     """
-    return _LONG_NUMBER_IN_TEXT.sub(_masked_if_plausible, text)
+    return _LOOSE_NUMBER_IN_TEXT.sub(_masked_if_plausible, text)
 
 
 def _masked_if_plausible(match: re.Match[str]) -> str:
     run = match.group(0)
-    digits = re.sub(_SEPARATOR_CLASS, "", unicodedata.normalize("NFKC", run)).upper()
+    digits = _letters_and_digits(run)
     plausible = _is_old_identity(digits) or any(
         _is_birth_date(digits[start + 6 : start + 14]) for start in range(len(digits) - 17)
     )

@@ -1118,6 +1118,24 @@ def test_server_log_filter_escapes_control_characters_and_decodes_numbers() -> N
     assert record.getMessage() == "Request /v1/households/a\\x1b[31mRED/scores /v1/scores?x=410105********0012 rejected"
 
 
+def test_old_number_inside_an_id_is_masked_in_404_and_logs(client: TestClient) -> None:
+    import logging
+
+    from warning.api.middleware import MaskIdentityNumbers
+
+    # A 15-digit number has no check character, so inside a longer id it is not rejected,
+    # but the 404 and the access log do not show it.
+    response = client.get("/v1/households/hh110105491231002/scores")
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, "%s", ("/v1/scores?110105491231002=1",), None
+    )
+
+    assert response.status_code == 404
+    assert "491231" not in response.text
+    assert MaskIdentityNumbers().filter(record)
+    assert "491231" not in record.getMessage()
+
+
 def test_server_log_filter_masks_numbers_with_plus_signs_and_doubled_separators() -> None:
     import logging
 

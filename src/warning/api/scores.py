@@ -27,6 +27,7 @@ from warning.api.schemas import (
     check_model_version,
 )
 from warning.contract import EARLIEST_YEAR
+from warning.feeds.identity import mask_identities_loosely
 from warning.score import SCORES
 
 logger = logging.getLogger(__name__)
@@ -196,9 +197,10 @@ def _read_page(
         cutoff = None if filters.cutoff is None else _month_date(filters.cutoff)
         batch = _latest_batch(connection, cutoff, filters.model_version)
         if batch is None:
+            # The requested model version is echoed masked, as it may hold an old 15-digit number.
             return ScoresPage(
                 cutoff=filters.cutoff,
-                model_version=filters.model_version,
+                model_version=None if filters.model_version is None else mask_identities_loosely(filters.model_version),
                 total=0,
                 limit=limit,
                 offset=offset,
@@ -270,7 +272,7 @@ def household_scores(
     if not rows:
         raise HTTPException(
             status_code=404,
-            detail=f"household {household_id} has no scores: check the id, or run povwarn score "
+            detail=f"household {mask_identities_loosely(household_id)} has no scores: check the id, or run povwarn score "
             "after ingesting its data",
         )
     return HouseholdScores(household_id=household_id, items=[_item(row) for row in rows])

@@ -137,6 +137,8 @@ def _letters_and_digits(text: str) -> str:
 
 def _is_old_identity(compact: str) -> bool:
     # Numbers issued before 1999 have 15 digits, with the birth date as YYMMDD of the 1900s.
+    # NOTE: only a whole text is checked for this form: it has no check character, so inside
+    # a longer id it cannot be told from a hex id's digit run.
     return len(compact) == 15 and compact.isdigit() and _is_birth_date("19" + compact[6:12])
 
 
@@ -164,9 +166,9 @@ def mask_likely_identities_in_text(text: str) -> str:
 def _masked_if_plausible(match: re.Match[str]) -> str:
     run = match.group(0)
     digits = _letters_and_digits(run)
-    plausible = _is_old_identity(digits) or any(
+    plausible = any(
         _is_birth_date(digits[start + 6 : start + 14]) for start in range(len(digits) - 17)
-    )
+    ) or any(_is_old_identity(digits[start : start + 15]) for start in range(len(digits) - 14))
     return _masked_run(match) if plausible else run
 
 

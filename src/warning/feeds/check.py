@@ -107,6 +107,14 @@ def _check_file(
     return frame, typed, problems
 
 
+def _unlinked_rows(
+    spec: ExportSpec, frame: pd.DataFrame, column: str, missing: pd.Series, reason: str, detail: pd.Series
+) -> pd.DataFrame:
+    """Return the problems of rows whose id in ``column`` is not in the household roster, with cells masked."""
+    rows = frame.index[missing]
+    return problem_frame(rows, column, _shown_cells(spec, frame, column, rows), reason, detail)
+
+
 def _shown_cells(spec: ExportSpec, frame: pd.DataFrame, column: str, rows: np.ndarray) -> pd.Series:
     if column not in frame.columns:
         return pd.Series("", index=rows, dtype="string")
@@ -134,15 +142,7 @@ def _link(
             known = households.isin(run.households).fillna(False).astype(bool)
             missing = values.notna() & ~known
             detail = "household id " + households[missing].fillna("")
-            parts.append(
-                problem_frame(
-                    index[missing],
-                    str(item.source),
-                    _shown_cells(spec, frame, str(item.source), index[missing]),
-                    HEAD_NOT_IN_ROSTER,
-                    detail,
-                )
-            )
+            parts.append(_unlinked_rows(spec, frame, str(item.source), missing, HEAD_NOT_IN_ROSTER, detail))
             mapped["household_id"] = households.where(known)
             linked = known
         elif spec.role == "members" or item.link == "person":
@@ -168,15 +168,7 @@ def _link(
             )
             missing = values.notna() & households.isna()
             detail = "person id " + persons[missing].fillna("")
-            parts.append(
-                problem_frame(
-                    index[missing],
-                    str(item.source),
-                    _shown_cells(spec, frame, str(item.source), index[missing]),
-                    NOT_IN_ROSTER,
-                    detail,
-                )
-            )
+            parts.append(_unlinked_rows(spec, frame, str(item.source), missing, NOT_IN_ROSTER, detail))
             mapped[item.target] = households
             linked = households.notna()
         else:

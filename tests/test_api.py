@@ -897,7 +897,7 @@ def test_replaced_database_file_is_read_again(settings: Settings, batch: pd.Data
     assert restored == 200
 
 
-def test_champion_that_fails_to_load_is_reported_and_not_retried(
+def test_failed_champion_reported_once(
     settings: Settings, batch: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dataclasses import replace
@@ -949,7 +949,7 @@ def test_household_scores_return_the_batch_score(client: TestClient, batch: pd.D
 
 @pytest.fixture
 def rescored_client(settings: Settings, batch: pd.DataFrame, tmp_path: Path) -> Iterator[TestClient]:
-    """A client whose database holds two cut-offs, the later one scored by two models."""
+    """A client whose database contains two cut-offs, the later one scored by two models."""
     from warning.score.database import make_engine, write_scores
 
     database = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'scores.db'}"})
@@ -967,7 +967,7 @@ def rescored_client(settings: Settings, batch: pd.DataFrame, tmp_path: Path) -> 
         yield test_client
 
 
-def test_household_scores_list_latest_model_per_cutoff_newest_first(
+def test_household_scores_newest_cutoff_first(
     rescored_client: TestClient, batch: pd.DataFrame
 ) -> None:
     household_id = batch.index[0]
@@ -1064,7 +1064,7 @@ def test_predict_rejects_identity_number_with_unicode_hyphens(client: TestClient
     assert "19920825" not in response.text
 
 
-def test_hex_id_with_a_long_digit_run_is_accepted(client: TestClient) -> None:
+def test_hex_id_with_digit_run_accepted(client: TestClient) -> None:
     # 18 digits whose birth date is not real: part of a hashed id, not an identity number.
     response = client.get("/v1/households/ab410105199213250012cd/scores")
 
@@ -1103,7 +1103,7 @@ def test_database_failure_returns_no_sql(settings: Settings, batch: pd.DataFrame
     )
 
 
-def test_server_log_filter_escapes_control_characters_and_decodes_numbers() -> None:
+def test_log_filter_escapes_and_decodes() -> None:
     import logging
 
     from warning.api.middleware import MaskIdentityNumbers
@@ -1118,7 +1118,7 @@ def test_server_log_filter_escapes_control_characters_and_decodes_numbers() -> N
     assert record.getMessage() == "Request /v1/households/a\\x1b[31mRED/scores /v1/scores?x=410105********0012 rejected"
 
 
-def test_old_number_inside_an_id_is_masked_in_404_and_logs(client: TestClient) -> None:
+def test_old_number_inside_id_masked(client: TestClient) -> None:
     import logging
 
     from warning.api.middleware import MaskIdentityNumbers
@@ -1136,7 +1136,7 @@ def test_old_number_inside_an_id_is_masked_in_404_and_logs(client: TestClient) -
     assert "491231" not in record.getMessage()
 
 
-def test_server_log_filter_masks_numbers_with_plus_signs_and_doubled_separators() -> None:
+def test_log_filter_masks_odd_separators() -> None:
     import logging
 
     from warning.api.middleware import MaskIdentityNumbers
@@ -1150,7 +1150,7 @@ def test_server_log_filter_masks_numbers_with_plus_signs_and_doubled_separators(
     assert "19491231" not in record.getMessage()
 
 
-def test_server_log_filter_keeps_hex_ids_with_digit_runs() -> None:
+def test_log_filter_keeps_hex_ids() -> None:
     import logging
 
     from warning.api.middleware import MaskIdentityNumbers

@@ -71,13 +71,13 @@ class MaskIdentityNumbers(logging.Filter):
 def _inert(argument: object) -> object:
     if not isinstance(argument, str):
         return argument
-    text = argument
-    # A number can be percent-encoded digit by digit; such a text is logged decoded, then masked.
-    if "%" in text or "+" in text:
-        decoded = urllib.parse.unquote_plus(text)
-        if mask_likely_identities_in_text(decoded) != decoded:
-            text = decoded
-    text = mask_likely_identities_in_text(text)
+    text = mask_likely_identities_in_text(argument)
+    # A number can be percent-encoded digit by digit, so such a text is logged decoded and masked.
+    if "%" in argument or "+" in argument:
+        decoded = urllib.parse.unquote_plus(argument)
+        masked = mask_likely_identities_in_text(decoded)
+        if masked != decoded:
+            text = masked
     escaped = (
         f"\\x{ord(character):02x}" if unicodedata.category(character) == "Cc" else character for character in text
     )

@@ -197,10 +197,11 @@ def _read_page(
         cutoff = None if filters.cutoff is None else _month_date(filters.cutoff)
         batch = _latest_batch(connection, cutoff, filters.model_version)
         if batch is None:
-            # The requested model version is echoed masked, as it may hold an old 15-digit number.
+            # The requested model version is echoed masked, because it may contain an old 15-digit number.
+            requested = filters.model_version
             return ScoresPage(
                 cutoff=filters.cutoff,
-                model_version=None if filters.model_version is None else mask_identities_loosely(filters.model_version),
+                model_version=None if requested is None else mask_identities_loosely(requested),
                 total=0,
                 limit=limit,
                 offset=offset,
@@ -270,9 +271,9 @@ def household_scores(
     except SQLAlchemyError as error:
         raise _database_failure(state.database_url, error, f"household {household_id}") from error
     if not rows:
+        shown = mask_identities_loosely(household_id)
         raise HTTPException(
             status_code=404,
-            detail=f"household {mask_identities_loosely(household_id)} has no scores: check the id, or run povwarn score "
-            "after ingesting its data",
+            detail=f"household {shown} has no scores: check the id, or run povwarn score after ingesting its data",
         )
     return HouseholdScores(household_id=household_id, items=[_item(row) for row in rows])

@@ -137,8 +137,8 @@ def _letters_and_digits(text: str) -> str:
 
 def _is_old_identity(compact: str) -> bool:
     # Numbers issued before 1999 have 15 digits, with the birth date as YYMMDD of the 1900s.
-    # NOTE: only a whole text is checked for this form: it has no check character, so inside
-    # a longer id it cannot be told from a hex id's digit run.
+    # NOTE: callers check only a whole text for this form. It has no check character, so inside
+    # a longer id it cannot be distinguished from a hex id's digit run.
     return len(compact) == 15 and compact.isdigit() and _is_birth_date("19" + compact[6:12])
 
 
